@@ -1,0 +1,26 @@
+"""saywho: who said what. Diarized transcripts offline on a CPU."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .types import Diarization, Transcript
+
+__all__ = ["__version__", "transcribe", "diarize"]
+
+
+def transcribe(audio: Any, options: Any = None, *, hook: Any = None) -> Transcript:
+    """Transcribe a file path or a 16 kHz mono float32 array into a diarized Transcript."""
+    from .pipeline import transcribe as _transcribe
+
+    return _transcribe(audio, options, hook=hook)
+
+
+def diarize(audio: Any, options: Any = None, *, hook: Any = None) -> Diarization:
+    """Who spoke when, for a file path or a 16 kHz mono float32 array."""
+    from .pipeline import diarize as _diarize
+
+    return _diarize(audio, options, hook=hook)
