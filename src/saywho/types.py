@@ -156,6 +156,21 @@ class SpeakerCount:
     min: int | None = None
     max: int | None = None
 
+    def __post_init__(self) -> None:
+        from .errors import InvalidOptionError
+
+        for name in ("num", "min", "max"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InvalidOptionError(f"{name}_speakers must be a positive integer, got {value!r}",
+                                         param=f"{name}_speakers")
+        if self.num is not None and (self.min is not None or self.max is not None):
+            raise InvalidOptionError("give num_speakers, or min_speakers/max_speakers, not both",
+                                     param="num_speakers")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise InvalidOptionError(f"min_speakers ({self.min}) is larger than max_speakers ({self.max})",
+                                     param="min_speakers")
+
 
 @dataclass(frozen=True, slots=True)
 class DiarizeOptions:
@@ -179,7 +194,8 @@ class TranscribeOptions:
     initial_prompt: str | None = None
     temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     beam_size: int = 5
-    vad_filter: bool = False
+    # Silero VAD before ASR: no hallucinated words in silence or noise.
+    vad_filter: bool = True
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: int = 0

@@ -1,0 +1,106 @@
+"""``saywho transcribe FILE...``: recordings -> who said what."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InvalidOptionError
+from ..formats import CLI_FORMATS, get_writer
+from ..types import SpeakerCount, TranscribeOptions
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe recordings with speaker labels",
+        description="Transcribe audio or video files into who said what.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio or video files (anything ffmpeg reads)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output file (one input) or directory (several inputs); default: stdout")
+    p.add_argument("-f", "--format", default="txt", choices=CLI_FORMATS, help="output format (default: txt)")
+    p.add_argument("-m", "--model", default="tiny.en",
+                   help="speech model: bundled alias (tiny.en, base), local CTranslate2 dir, or HF id")
+    p.add_argument("-l", "--language", help="language code (default: detect)")
+    p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
+                   help="translate into English (multilingual models)")
+    g = p.add_argument_group("speakers")
+    g.add_argument("--num-speakers", type=int, metavar="N", help="exact number of speakers")
+    g.add_argument("--min-speakers", type=int, metavar="A", help="at least this many speakers")
+    g.add_argument("--max-speakers", type=int, metavar="B", help="at most this many speakers")
+    g.add_argument("--no-diarize", action="store_true", help="transcribe only, no speaker labels")
+    p.add_argument("--beam-size", type=int, default=5, help="decoder beam size (default: 5)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
+    if args.beam_size < 1:
+        raise InvalidOptionError("--beam-size must be at least 1")
+    return TranscribeOptions(
+        model=args.model,
+        language=args.language,
+        task=args.task,
+        diarize=not args.no_diarize,
+        speakers=SpeakerCount(num=args.num_speakers, min=args.min_speakers, max=args.max_speakers),
+        beam_size=args.beam_size,
+        cpu_threads=args.threads,
+        device=args.device,
+        compute_type=args.compute_type,
+    )
+
+
+def _targets(files: list[str], output: str | None, extension: str) -> list[Path | None]:
+    if output is None:
+        return [None] * len(files)
+    out = Path(output)
+    if len(files) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / f"{Path(f).stem}.{extension}" for f in files]
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline import transcribe
+    from .progressbar import ProgressBar
+
+    options = options_from_args(args)
+    writer = get_writer(args.format)
+    targets = _targets(args.files, args.output, writer.extension)
+    failures = 0
+    for path, target in zip(args.files, targets, strict=True):
+        show = not args.quiet and sys.stderr.isatty()
+        bar = ProgressBar(label=f"{Path(path).name} " if len(args.files) > 1 else "") if show else None
+        try:
+            transcript = transcribe(path, options, hook=bar)
+        except Exception:
+            if bar:
+                bar.close()
+            if len(args.files) == 1:
+                raise
+            from ..errors import SaywhoError
+
+            exc = sys.exc_info()[1]
+            message = exc.message if isinstance(exc, SaywhoError) else f"{type(exc).__name__}: {exc}"
+            print(f"saywho: error: {message}", file=sys.stderr)
+            failures += 1
+            continue
+        if bar:
+            bar.close()
+        for warning in transcript.warnings:
+            print(f"saywho: warning: {warning}", file=sys.stderr)
+        text = writer.render(transcript, uri=Path(path).stem, granularities=("segment", "word"))
+        if target is None:
+            if len(args.files) > 1:
+                sys.stdout.write(f"==> {path} <==\n")
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    return 1 if failures else 0

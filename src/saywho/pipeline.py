@@ -1,0 +1,162 @@
+"""The whole job for one recording: decode -> ASR -> diarize -> assign -> Transcript.
+
+``assemble`` is shared with the long-recording path, which produces the same ASR
+and diarization values chunk by chunk and stitches them before assembling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import asr as asr_stage
+from .assign import assign_speakers, join_words, speaker_blocks, speech_time
+from .audio import AudioSource, load_audio
+from .models import ModelManager
+from .types import (
+    Diarization,
+    DiarizeOptions,
+    Hook,
+    SpeakerInfo,
+    Transcript,
+    TranscribeOptions,
+    no_progress,
+)
+
+logger = logging.getLogger(__name__)
+
+# (label -> (name, score)) for the voices that were recognised.
+Identities = Mapping[str, tuple[str, float]]
+Identifier = Callable[[Diarization], Identities]
+
+_manager_lock = threading.Lock()
+_manager: ModelManager | None = None
+
+
+def default_manager() -> ModelManager:
+    """The process-wide ASR model manager (models kept while the process lives)."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = ModelManager(asr_stage.load_model, ttl_s=-1)
+        return _manager
+
+
+def run_asr(
+    audio: np.ndarray, options: TranscribeOptions, *, hook: Hook = no_progress,
+    manager: ModelManager | None = None,
+) -> asr_stage.AsrResult:
+    with (manager or default_manager()).acquire(asr_stage.model_key(options)) as model:
+        return asr_stage.transcribe(model, audio, options, hook=hook)
+
+
+def run_diarization(
+    audio: np.ndarray, options: DiarizeOptions, *, hook: Hook = no_progress
+) -> Diarization:
+    from .diarize import diarize as diarize_stage
+
+    return diarize_stage(audio, options, hook=hook)
+
+
+def diarize(audio: AudioSource | np.ndarray, options: DiarizeOptions | None = None, *,
+            hook: Hook | None = None) -> Diarization:
+    """Who spoke when, for a file path, bytes or a 16 kHz mono float32 array."""
+    hook = hook or no_progress
+    hook("decode", completed=0, total=1)
+    decoded = load_audio(audio)
+    hook("decode", completed=1, total=1)
+    return run_diarization(decoded.samples, options or DiarizeOptions(), hook=hook)
+
+
+def transcribe(
+    audio: AudioSource | np.ndarray,
+    options: TranscribeOptions | None = None,
+    *,
+    hook: Hook | None = None,
+    manager: ModelManager | None = None,
+    identifier: Identifier | None = None,
+) -> Transcript:
+    """Decode, transcribe, diarize and assign words to speakers for one recording."""
+    options = options or TranscribeOptions()
+    hook = hook or no_progress
+    hook("decode", completed=0, total=1)
+    decoded = load_audio(audio)
+    hook("decode", completed=1, total=1)
+    result = run_asr(decoded.samples, options, hook=hook, manager=manager)
+    diarization = (
+        run_diarization(decoded.samples, options.diarize_options, hook=hook) if options.diarize else None
+    )
+    identities = identifier(diarization) if (identifier and diarization and options.identify) else {}
+    return assemble(
+        result,
+        diarization,
+        options,
+        identities=identities,
+        warnings=decoded.warnings,
+        models=model_names(options),
+    )
+
+
+def model_names(options: TranscribeOptions) -> dict[str, str]:
+    names = {"asr": f"faster-whisper:{options.model}"}
+    if options.diarize:
+        d = options.diarize_options
+        names["segmentation"] = d.segmentation_model
+        names["embedding"] = d.embedding_model
+    return names
+
+
+def assemble(
+    result: asr_stage.AsrResult,
+    diarization: Diarization | None,
+    options: TranscribeOptions,
+    *,
+    identities: Identities | None = None,
+    warnings: tuple[str, ...] = (),
+    models: dict[str, str] | None = None,
+) -> Transcript:
+    """Words + speaker turns -> the typed Transcript (identical for short and long files)."""
+    language = result.language
+    if diarization is not None:
+        words = assign_speakers(result.words, diarization.exclusive)
+        segments = speaker_blocks(words, gap_s=options.block_gap_s, language=language)
+        talk = speech_time(diarization.turns)
+        ids = identities or {}
+        speakers = tuple(
+            SpeakerInfo(
+                label=label,
+                name=ids[label][0] if label in ids else None,
+                speech_s=round(talk.get(label, 0.0), 3),
+                score=round(ids[label][1], 4) if label in ids else None,
+            )
+            for label in diarization.speakers
+        )
+    else:
+        words = result.words
+        segments = result.segments
+        speakers = ()
+    text = join_words((w.text for w in words), language) if words else join_words(
+        (s.text for s in result.segments), language
+    )
+    return Transcript(
+        duration=round(result.duration, 3),
+        language=language,
+        text=text,
+        segments=segments,
+        words=words,
+        speakers=speakers,
+        asr_segments=result.segments,
+        diarization=diarization,
+        models=dict(models or model_names(options)),
+        task=options.task,
+        warnings=tuple(warnings),
+    )
+
+
+def transcript_options(**overrides: Any) -> TranscribeOptions:
+    """TranscribeOptions with keyword overrides (a convenience for callers and tests)."""
+    return TranscribeOptions(**overrides)
