@@ -1,0 +1,87 @@
+"""Model locations and the lazy, ref-counted manager (fake loader, injected clock)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from saywho.errors import ModelNotFoundError
+from saywho.models import ModelManager, resolve_asr_model
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_manager_loads_once_and_unloads_after_ttl() -> None:
+    loads: list[str] = []
+    clock = Clock()
+    m = ModelManager(lambda k: loads.append(k) or f"model:{k}", ttl_s=10, clock=clock)
+    with m.acquire("a") as a1, m.acquire("a") as a2:
+        assert a1 == a2 == "model:a"
+    assert loads == ["a"] and m.loaded() == ["a"]
+    clock.now = 5
+    assert m.collect() == []
+    clock.now = 10.5
+    assert m.collect() == ["a"] and m.loaded() == []
+    with m.acquire("a"):
+        pass
+    assert loads == ["a", "a"]
+
+
+def test_model_in_use_is_never_unloaded() -> None:
+    clock = Clock()
+    m = ModelManager(lambda k: object(), ttl_s=1, clock=clock)
+    with m.acquire("a"):
+        clock.now = 100
+        assert m.collect() == []
+    assert m.collect() == ["a"]
+
+
+def test_failed_load_records_nothing() -> None:
+    def boom(key: str) -> object:
+        raise ModelNotFoundError(f"no {key}")
+
+    m = ModelManager(boom)
+    with pytest.raises(ModelNotFoundError), m.acquire("x"):
+        pass
+    assert m.loaded() == []
+
+
+def test_concurrent_acquire_loads_once() -> None:
+    loads = []
+    gate = threading.Event()
+
+    def slow(key: str) -> str:
+        gate.wait(1)
+        loads.append(key)
+        return key
+
+    m = ModelManager(slow, ttl_s=-1)
+    threads = [threading.Thread(target=lambda: m.preload("k")) for _ in range(4)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join()
+    assert loads == ["k"]
+
+
+def test_resolve_asr_model() -> None:
+    assert resolve_asr_model("Systran/faster-whisper-small") == "Systran/faster-whisper-small"
+    with pytest.raises(ModelNotFoundError, match="unknown model"):
+        resolve_asr_model("no-such-model")
+    with pytest.raises(ModelNotFoundError, match="not a speech-to-text"):
+        resolve_asr_model("campplus")
+
+
+def test_local_directory_must_hold_a_model(tmp_path) -> None:
+    with pytest.raises(ModelNotFoundError, match="model.bin"):
+        resolve_asr_model(str(tmp_path))
+    (tmp_path / "model.bin").write_bytes(b"x")
+    assert resolve_asr_model(str(tmp_path)) == str(tmp_path)
