@@ -40,6 +40,7 @@ def test_model_in_use_is_never_unloaded() -> None:
     with m.acquire("a"):
         clock.now = 100
         assert m.collect() == []
+    clock.now = 102
     assert m.collect() == ["a"]
 
 
