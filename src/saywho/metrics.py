@@ -41,6 +41,7 @@ __all__ = [
     "JerResult",
     "Uem",
     "WerResult",
+    "count_speakers",
     "cpwer",
     "der",
     "jer",
@@ -220,6 +221,14 @@ def jer(reference: Sequence[SpeakerTurn], hypothesis: Sequence[SpeakerTurn], uem
     return JerResult(float(components["speaker error"]), float(components["speaker count"]))
 
 
+def count_speakers(turns: Sequence[SpeakerTurn], uem: Uem = None) -> int:
+    """Distinct speakers with speech (inside the UEM when there is one)."""
+    if uem is None:
+        return len({t.speaker for t in turns if t.end > t.start})
+    scored = _timeline(uem, (), ())
+    return len({t.speaker for t in turns if any(t.start < s.end and s.start < t.end for s in scored)})
+
+
 def speaker_count_error(
     reference: Sequence[SpeakerTurn], hypothesis: Sequence[SpeakerTurn], uem: Uem = None
 ) -> int:
@@ -227,14 +236,7 @@ def speaker_count_error(
 
     With a UEM, only speakers with speech inside it count.
     """
-
-    def speakers(turns: Sequence[SpeakerTurn]) -> set[str]:
-        if uem is None:
-            return {t.speaker for t in turns if t.end > t.start}
-        scored = _timeline(uem, (), ())
-        return {t.speaker for t in turns if any(t.start < s.end and s.start < t.end for s in scored)}
-
-    return len(speakers(hypothesis)) - len(speakers(reference))
+    return count_speakers(hypothesis, uem) - count_speakers(reference, uem)
 
 
 def pool_der(results: Iterable[DerResult]) -> DerResult:
