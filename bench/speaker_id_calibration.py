@@ -1,0 +1,299 @@
+"""Calibrate speaker identification: EER of fingerprints, accuracy and false accepts.
+
+The production path is measured end to end: enrolment fingerprints come from
+``identify.embed_reference`` (one clip of one voice), test fingerprints from
+``diarize`` run on a *different* recording (``Diarization.fingerprints``), and names
+from ``identify.assign_names``.
+
+Speakers
+  real (dev set, /work/shared/data/dev):
+    LibriSpeech 1221  enrol 1221-135766-0001, test 1221-135766-0002 (another utterance)
+    LibriSpeech 1089  enrol the first half of 1089-134686-0001, test the second half
+    AMI MEE009/MEE012 enrol from their RTTM speech in dev00, test in dev01; and the reverse
+    sample.wav 90/91  enrol from their RTTM speech in 0-15 s, test in 15-30 s
+    JFK, the two stereo_diarization readers: never enrolled (unknown voices only)
+    plus one mixed recording of the two LibriSpeech readers (1221-0002 + 2nd half of 1089)
+  synthesised (saywho.synth): flite slt/awb/rms/kal16, piper joe, espeak-ng variants;
+    enrol from 4 sentences alone, test in two-voice conversations of other sentences.
+
+Trials
+  EER: every (enrolled speaker, test speaker) cosine score; target when they match.
+  Identification: each test recording with the whole library; a speaker is correct
+    when its label gets its own name.
+  False accept: each test speaker with itself left out of the library (so it is an
+    unknown voice, the others still present), plus never-enrolled voices; a false
+    accept is any name given to it.
+
+Usage: python bench/speaker_id_calibration.py [--threshold T] [--json OUT] [--no-synth]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from saywho.audio import load_audio
+from saywho.diarize import diarize
+from saywho.identify import IDENTIFY_THRESHOLD, assign_names, embed_reference
+from saywho.types import SAMPLE_RATE
+
+DEV = Path("/work/shared/data/dev")
+
+SYNTH_VOICES = (
+    "flite:slt", "flite:awb", "flite:rms", "flite:kal16", "piper:joe",
+    "espeak:en-us+f3", "espeak:en-us+m3", "espeak:en+Andy", "espeak:en-us+Annie", "espeak:en+Michael",
+)
+
+
+@dataclass
+class TestRecording:
+    name: str
+    samples: np.ndarray
+    reference: list[tuple[float, float, str]]  # (start, end, speaker)
+    group: str  # "real" | "synth"
+
+
+def rttm(path: Path) -> dict[str, list[tuple[float, float, str]]]:
+    out: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if f and f[0] == "SPEAKER":
+            start, dur = float(f[3]), float(f[4])
+            out[f[1]].append((start, start + dur, f[7]))
+    return out
+
+
+def cut(samples: np.ndarray, turns: list[tuple[float, float, str]], speaker: str, lo: float, hi: float) -> np.ndarray:
+    """The speaker's speech within [lo, hi), without the stretches where someone else talks too."""
+    pieces = []
+    for a, b, s in turns:
+        if s != speaker:
+            continue
+        a, b = max(a, lo), min(b, hi)
+        for oa, ob, o in turns:  # trim overlap with other speakers
+            if o != speaker and oa < b and ob > a:
+                if oa <= a:
+                    a = max(a, ob)
+                elif ob >= b:
+                    b = min(b, oa)
+        if b - a > 0.2:
+            pieces.append(samples[int(a * SAMPLE_RATE): int(b * SAMPLE_RATE)])
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
+def shift(turns: list[tuple[float, float, str]], lo: float, hi: float) -> list[tuple[float, float, str]]:
+    return [(max(a, lo) - lo, min(b, hi) - lo, s) for a, b, s in turns if b > lo and a < hi]
+
+
+def real_set() -> tuple[dict[str, list[np.ndarray]], list[TestRecording]]:
+    enrol: dict[str, list[np.ndarray]] = defaultdict(list)
+    tests: list[TestRecording] = []
+    asr, dia = DEV / "asr", DEV / "diarization"
+    ls1221a = load_audio(asr / "1221-135766-0001.wav").samples
+    ls1221b = load_audio(asr / "1221-135766-0002.wav").samples
+    ls1089 = load_audio(asr / "1089-134686-0001.wav").samples
+    half = len(ls1089) // 2
+    enrol["LS-1221"].append(ls1221a)
+    enrol["LS-1089"].append(ls1089[:half])
+    tests.append(TestRecording("ls1221-0002", ls1221b, [(0, len(ls1221b) / SAMPLE_RATE, "LS-1221")], "real"))
+    tests.append(TestRecording("ls1089-2nd-half", ls1089[half:], [(0, (len(ls1089) - half) / SAMPLE_RATE,
+                                                                     "LS-1089")], "real"))
+    gap = np.zeros(SAMPLE_RATE, np.float32)
+    mixed = np.concatenate([ls1221b, gap, ls1089[half:]])
+    t1 = len(ls1221b) / SAMPLE_RATE
+    tests.append(TestRecording("ls-mixed", mixed, [(0, t1, "LS-1221"), (t1 + 1, len(mixed) / SAMPLE_RATE,
+                                                                         "LS-1089")], "real"))
+    # AMI: the same two people in both clips.
+    ami = rttm(dia / "ami_dev.rttm")
+    clips = {u: load_audio(dia / f"{u}.wav").samples[: 30 * SAMPLE_RATE] for u in ("dev00", "dev01")}
+    for enrol_clip, test_clip in (("dev00", "dev01"), ("dev01", "dev00")):
+        for spk in sorted({s for _, _, s in ami[enrol_clip]}):
+            enrol[f"AMI-{spk}@{enrol_clip}"].append(cut(clips[enrol_clip], ami[enrol_clip], spk, 0, 30))
+        tests.append(TestRecording(
+            f"ami-{test_clip}-vs-{enrol_clip}", clips[test_clip],
+            [(a, min(b, 30), f"AMI-{s}@{enrol_clip}") for a, b, s in ami[test_clip] if a < 30], "real"))
+    # sample.wav: enrol from the first half, test on the second.
+    sample = load_audio(dia / "sample.wav").samples
+    ref = rttm(dia / "sample.rttm")["sample"]
+    for spk in sorted({s for _, _, s in ref}):
+        enrol[f"sample-{spk}"].append(cut(sample, ref, spk, 0, 15))
+    tests.append(TestRecording("sample-15-30", sample[15 * SAMPLE_RATE:],
+                               [(a, b, f"sample-{s}") for a, b, s in shift(ref, 15, 30)], "real"))
+    # Never enrolled: JFK and the two stereo readers.
+    jfk = load_audio(asr / "jfk.wav").samples
+    tests.append(TestRecording("jfk", jfk, [(0, len(jfk) / SAMPLE_RATE, "unknown-JFK")], "real"))
+    from scipy.io import wavfile  # the stereo file: one reader per channel
+
+    rate, stereo = wavfile.read(asr / "stereo_diarization.wav")
+    stereo = stereo.astype(np.float32) / (32768.0 if stereo.dtype == np.int16 else 1.0)
+    for ch, side in enumerate(("left", "right")):
+        x = stereo[:, ch]
+        if rate != SAMPLE_RATE:
+            from scipy.signal import resample_poly
+
+            x = resample_poly(x, SAMPLE_RATE, rate).astype(np.float32)
+        tests.append(TestRecording(f"stereo-{side}", x, [(0, len(x) / SAMPLE_RATE, f"unknown-stereo-{side}")],
+                                   "real"))
+    return enrol, tests
+
+
+def synth_set() -> tuple[dict[str, list[np.ndarray]], list[TestRecording]]:
+    from saywho import synth
+
+    voices = [v for v in SYNTH_VOICES if synth.available(v)]
+    enrol: dict[str, list[np.ndarray]] = {}
+    for v in voices:
+        enrol[f"synth-{v}"] = [synth.conversation([(v, s) for s in synth.SENTENCES[:4]], gap_s=0.4).samples]
+    tests = []
+    pairs = [(voices[i], voices[(i + 1) % len(voices)]) for i in range(0, len(voices), 2)]
+    for k, (a, b) in enumerate(pairs):
+        lines = [((a, b)[i % 2], synth.SENTENCES[4 + (i + k) % 8]) for i in range(6)]
+        conv = synth.conversation(lines, seed=k)
+        tests.append(TestRecording(f"synth-{a}+{b}", conv.samples,
+                                   [(t.start, t.end, f"synth-{t.speaker}") for t in conv.turns], "synth"))
+    return enrol, tests
+
+
+def label_truth(recording: TestRecording, diarization) -> dict[str, str]:  # noqa: ANN001
+    """Each diarized label -> the reference speaker it overlaps most (>= 50 % of its time)."""
+    truth = {}
+    for label in diarization.speakers:
+        overlap: dict[str, float] = defaultdict(float)
+        total = 0.0
+        for t in diarization.exclusive:
+            if t.speaker != label:
+                continue
+            total += t.end - t.start
+            for a, b, s in recording.reference:
+                overlap[s] += max(0.0, min(b, t.end) - max(a, t.start))
+        if overlap and total > 0:
+            best = max(overlap, key=overlap.get)
+            if overlap[best] >= 0.5 * total:
+                truth[label] = best
+    return truth
+
+
+def eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
+    """(equal error rate, threshold where it is reached)."""
+    best = (1.0, 0.0)
+    for t in np.unique(np.concatenate([target, nontarget])):
+        miss = float(np.mean(target < t))
+        fa = float(np.mean(nontarget >= t))
+        gap = abs(miss - fa)
+        if gap < best[0] or (gap == best[0]):
+            best = (gap, t, (miss + fa) / 2)  # type: ignore[assignment]
+    return best[2], best[1]  # type: ignore[misc]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threshold", type=float, default=IDENTIFY_THRESHOLD)
+    parser.add_argument("--no-synth", action="store_true")
+    parser.add_argument("--json", metavar="OUT", help="write scores and results as JSON")
+    args = parser.parse_args()
+    if not DEV.is_dir():
+        print(f"skipped: the dev set {DEV} is not here", file=sys.stderr)
+        return 0
+    t0 = time.time()
+    enrol_audio, tests = real_set()
+    if not args.no_synth:
+        e, t = synth_set()
+        enrol_audio.update(e)
+        tests += t
+    known = {name: np.stack([embed_reference(x) for x in clips]) for name, clips in enrol_audio.items()}
+    print(f"enrolled {len(known)} speakers ({time.time() - t0:.0f} s)", file=sys.stderr)
+
+    # Diarize every test recording once.
+    occurrences = []  # (recording, label, true speaker, fingerprint)
+    per_recording = []
+    for rec in tests:
+        d = diarize(rec.samples)
+        truth = label_truth(rec, d)
+        per_recording.append((rec, d, truth))
+        for label, fp in d.fingerprints.items():
+            occurrences.append((rec, label, truth.get(label), np.asarray(fp)))
+        print(f"  {rec.name}: {len(d.speakers)} speakers, truth {truth}", file=sys.stderr)
+
+    # EER over all (enrolled speaker, test occurrence) scores.
+    target, nontarget, groups = [], [], defaultdict(lambda: ([], []))
+    for rec, label, true, fp in occurrences:
+        if true is None:
+            continue
+        for name, vs in known.items():
+            c = vs.mean(axis=0)
+            score = float(fp @ (c / np.linalg.norm(c)))
+            (target if name == true else nontarget).append(score)
+            groups[rec.group][0 if name == true else 1].append(score)
+    target, nontarget = np.array(target), np.array(nontarget)
+    rate, at = eer(target, nontarget)
+
+    def identification(threshold: float) -> dict[str, float | int]:
+        correct = enrolled_total = wrong_name = 0
+        fa = unknown_total = 0
+        for rec, d, truth in per_recording:
+            names = assign_names(d.fingerprints, known, threshold)
+            for label, true in truth.items():
+                if true in known:
+                    enrolled_total += 1
+                    got = names.get(label, (None,))[0]
+                    correct += got == true
+                    wrong_name += got is not None and got != true
+                else:
+                    unknown_total += 1
+                    fa += label in names
+            # leave each enrolled speaker out: it becomes an unknown voice
+            for label, true in truth.items():
+                if true in known:
+                    others = {k: v for k, v in known.items() if k != true}
+                    unknown_total += 1
+                    fa += label in assign_names(d.fingerprints, others, threshold)
+        return {"threshold": threshold, "enrolled_trials": enrolled_total, "correct": correct,
+                "accuracy": correct / max(enrolled_total, 1), "wrong_name": wrong_name,
+                "unknown_trials": unknown_total, "false_accepts": fa, "false_accept_rate": fa / max(unknown_total, 1)}
+
+    print()
+    print(f"speakers enrolled: {len(known)}; test recordings: {len(tests)}; "
+          f"scored trials: {len(target)} target, {len(nontarget)} non-target")
+    print(f"EER (all): {100 * rate:.2f} % at cosine {at:.3f}")
+    for g, (tg, nt) in sorted(groups.items()):
+        if tg and nt:
+            r, a = eer(np.array(tg), np.array(nt))
+            print(f"EER ({g}): {100 * r:.2f} % at cosine {a:.3f}; target min {min(tg):.3f} "
+                  f"median {np.median(tg):.3f}; non-target max {max(nt):.3f} median {np.median(nt):.3f}")
+    print()
+    print(f"{'threshold':>9} {'accuracy':>14} {'wrong name':>10} {'false accepts':>18}")
+    sweep = [identification(t) for t in (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)]
+    chosen = identification(args.threshold)
+    for r in sweep + [chosen]:
+        mark = "  <- chosen" if r is chosen else ""
+        print(f"{r['threshold']:>9.2f} {r['correct']:>4}/{r['enrolled_trials']:<3} {100 * r['accuracy']:5.1f}% "
+              f"{r['wrong_name']:>10} {r['false_accepts']:>4}/{r['unknown_trials']:<3} "
+              f"{100 * r['false_accept_rate']:5.1f}%{mark}")
+    # The highest non-target scores say which voices are near-twins.
+    worst = []
+    for rec, label, true, fp in occurrences:
+        for name, vs in known.items():
+            if true is not None and name != true:
+                c = vs.mean(axis=0)
+                worst.append((float(fp @ (c / np.linalg.norm(c))), true, name))
+    worst.sort(reverse=True)
+    print("\nhighest non-target scores:")
+    for s, true, name in worst[:6]:
+        print(f"  {s:.3f}  {true} scored as {name}")
+    print(f"\n({time.time() - t0:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "eer": rate, "eer_threshold": at, "target_scores": target.tolist(), "nontarget_scores": nontarget.tolist(),
+            "sweep": sweep, "chosen": chosen}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
