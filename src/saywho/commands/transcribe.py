@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--min-speakers", type=int, metavar="A", help="at least this many speakers")
     g.add_argument("--max-speakers", type=int, metavar="B", help="at most this many speakers")
     g.add_argument("--no-diarize", action="store_true", help="transcribe only, no speaker labels")
+    g.add_argument("--no-identify", action="store_true", help="keep Speaker_N labels: no names from the library")
+    g.add_argument("--speakers-db", metavar="PATH", help="speaker library (default: $SAYWHO_SPEAKERS_DB or "
+                   "<data dir>/saywho/speakers.db)")
     p.add_argument("--beam-size", type=int, default=5, help="decoder beam size (default: 5)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
@@ -52,7 +55,29 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
         cpu_threads=args.threads,
         device=args.device,
         compute_type=args.compute_type,
+        identify=not getattr(args, "no_identify", False),
     )
+
+
+def _library_identifier(args: argparse.Namespace, options: TranscribeOptions):  # noqa: ANN202
+    """The speaker library's matcher, when identification is on and the library has voices."""
+    if not (options.diarize and options.identify):
+        return None
+    from ..speakers import SpeakerLibrary
+
+    from ..errors import SpeakerLibraryError
+
+    explicit = getattr(args, "speakers_db", None)
+    library = SpeakerLibrary(explicit)
+    if explicit and not library.exists():
+        raise InvalidOptionError(f"--speakers-db: no speaker library at {library.path}")
+    try:
+        return library.identifier() if library.exists() and len(library) else None
+    except SpeakerLibraryError as exc:
+        if explicit:
+            raise
+        print(f"saywho: warning: {exc.message}; speakers stay anonymous", file=sys.stderr)
+        return None
 
 
 def _targets(files: list[str], output: str | None, extension: str) -> list[Path | None]:
@@ -70,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from .progressbar import ProgressBar
 
     options = options_from_args(args)
+    identifier = _library_identifier(args, options)
     writer = get_writer(args.format)
     targets = _targets(args.files, args.output, writer.extension)
     failures = 0
@@ -77,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         show = not args.quiet and sys.stderr.isatty()
         bar = ProgressBar(label=f"{Path(path).name} " if len(args.files) > 1 else "") if show else None
         try:
-            transcript = transcribe(path, options, hook=bar)
+            transcript = transcribe(path, options, hook=bar, identifier=identifier)
         except Exception:
             if bar:
                 bar.close()
