@@ -1,0 +1,27 @@
+"""What routers take from the app: its settings, its inference service, test faults."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from ..settings import Settings
+from .inference import InferenceService
+
+FAULT_HEADER = "x-saywho-fault"
+FAULTS = ("crash", "hang", "device")
+
+
+def settings_of(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def inference_of(request: Request) -> InferenceService:
+    return request.app.state.inference
+
+
+def fault(request: Request) -> str | None:
+    """The test-only fault a request asks for (honoured only with ``settings.test_faults``)."""
+    if not settings_of(request).test_faults:
+        return None
+    value = request.headers.get(FAULT_HEADER)
+    return value if value in FAULTS else None

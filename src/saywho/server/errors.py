@@ -1,0 +1,81 @@
+"""One place that turns errors into OpenAI-shaped bodies: ``{"error": {message, type, param, code}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import BackendUnavailable, SaywhoError
+
+logger = logging.getLogger(__name__)
+
+
+def error_type(status_code: int) -> str:
+    if status_code == 401:
+        return "authentication_error"
+    if status_code == 429:
+        return "rate_limit_error"
+    if status_code >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def error_body(message: str, status_code: int, *, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": error_type(status_code), "param": param, "code": code}}
+
+
+def error_response(
+    message: str, status_code: int, *, code: str | None = None, param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(error_body(message, status_code, code=code, param=param), status_code=status_code,
+                        headers=headers)
+
+
+def saywho_error_response(exc: SaywhoError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, BackendUnavailable):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
+    return error_response(exc.message, exc.status_code, code=exc.code, param=exc.param, headers=headers)
+
+
+async def _saywho_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, SaywhoError)
+    if exc.status_code >= 500:
+        logger.warning("%s %s -> %d: %s", request.method, request.url.path, exc.status_code, exc.message)
+    return saywho_error_response(exc)
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = [str(x) for x in first.get("loc", ()) if x not in ("body", "query", "path", "header")]
+    param = ".".join(loc) or None
+    message = first.get("msg", "invalid request")
+    if param:
+        message = f"{param}: {message}"
+    return error_response(message, 400, code="invalid_value", param=param)
+
+
+async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return error_response(str(exc.detail), exc.status_code, code=code, headers=getattr(exc, "headers", None))
+
+
+async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("%s %s failed", request.method, request.url.path)
+    return error_response(f"internal error: {type(exc).__name__}", 500, code="internal_error")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(SaywhoError, _saywho_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(Exception, _unexpected_handler)

@@ -1,0 +1,77 @@
+"""``/health`` (alive), ``/health/ready`` (models loadable, worker up), ``/health/deep`` (real inference)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ... import __version__
+from ...errors import SaywhoError
+from ...models import BUNDLED, ModelNotFoundError
+from ...types import TranscribeOptions
+from ..deps import inference_of, settings_of
+
+router = APIRouter(tags=["health"])
+
+DEEP_SENTENCE = "The quick brown fox jumps over the lazy dog."
+
+
+@router.get("/health", summary="The process is alive")
+async def health() -> dict[str, Any]:
+    return {"status": "ok", "version": __version__}
+
+
+def _model_checks(names: list[str]) -> dict[str, str]:
+    checks = {}
+    for name in names:
+        bundled = BUNDLED.get(name)
+        if bundled is None:
+            checks[name] = "not bundled (loaded from a local path or the hub on first use)"
+            continue
+        try:
+            bundled.locate() if name != "base" else None
+            checks[name] = "installed"
+        except ModelNotFoundError as exc:
+            checks[name] = f"missing: {exc.message}"
+    return checks
+
+
+@router.get("/health/ready", summary="Models are loadable and the inference worker is up")
+async def ready(request: Request) -> JSONResponse:
+    settings = settings_of(request)
+    worker = inference_of(request).status()
+    models = _model_checks([settings.default_model, "pyannote-segmentation-3.0", "campplus", settings.default_voice])
+    problems = [f"{name}: {state}" for name, state in models.items() if state.startswith("missing")]
+    if worker["state"] != "ready":
+        problems.insert(0, f"inference worker {worker['state']}" + (f": {worker['reason']}" if worker["reason"] else ""))
+    status = "ready" if not problems else ("degraded" if worker["state"] == "degraded" else "not_ready")
+    body = {"status": status, "reasons": problems, "worker": worker, "models": models}
+    headers = {"Retry-After": str(settings.retry_after_s)} if problems else None
+    return JSONResponse(body, status_code=200 if not problems else 503, headers=headers)
+
+
+@router.get("/health/deep", summary="A short real inference end to end (TTS -> ASR -> diarization)")
+async def deep(request: Request) -> JSONResponse:
+    settings, inference = settings_of(request), inference_of(request)
+    payload = {"voice": settings.default_voice, "input": DEEP_SENTENCE,
+               "options": TranscribeOptions(model=settings.default_model, cpu_threads=settings.cpu_threads)}
+    started = time.perf_counter()
+    try:
+        result = await inference.run("deep", payload, deadline_s=settings.request_deadline_s,
+                                     model=settings.default_model)
+    except SaywhoError as exc:
+        body = {"status": "failed", "error": exc.message, "code": exc.code,
+                "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
+        headers = {"Retry-After": str(settings.retry_after_s)} if exc.status_code in (429, 503) else None
+        return JSONResponse(body, status_code=503, headers=headers)
+    words = set(result["text"].lower().replace(".", "").split())
+    expected = set(DEEP_SENTENCE.lower().replace(".", "").split())
+    recall = len(words & expected) / len(expected)
+    ok = recall >= 0.5
+    body = {"status": "ok" if ok else "failed", "latency_ms": round(1000 * (time.perf_counter() - started), 1),
+            "worker_latency_ms": result["latency_ms"], "audio_s": result["audio_s"], "text": result["text"],
+            "word_recall": round(recall, 3), "speakers": result["speakers"]}
+    return JSONResponse(body, status_code=200 if ok else 503)

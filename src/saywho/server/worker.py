@@ -1,0 +1,265 @@
+"""The inference worker: a spawned child process that holds the models and runs jobs.
+
+The parent (``inference.InferenceService``) sends ``("job", job_id, kind, payload)``
+over a pipe; the child answers ``("event" | "result" | "error" | "device_error", job_id,
+data)``. Jobs run on a small thread pool (one thread per inference slot) sharing one
+``ModelManager``. Nothing here touches HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..errors import SaywhoError
+
+logger = logging.getLogger(__name__)
+
+# Messages of backends that have lost their device: the process must be replaced.
+DEVICE_ERROR_MARKERS = (
+    "cuda error", "cuda out of memory", "cudnn", "cublas", "device-side assert", "hip error",
+    "mps backend", "illegal memory access", "out of memory", "device lost",
+)
+PROGRESS_INTERVAL_S = 0.5
+
+
+def is_device_error(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return any(marker in text for marker in DEVICE_ERROR_MARKERS)
+
+
+def error_info(exc: SaywhoError) -> dict[str, Any]:
+    """A SaywhoError as plain data (its class may not survive pickling)."""
+    return {"class": type(exc).__name__, "message": exc.message, "param": exc.param,
+            "status_code": exc.status_code, "code": exc.code}
+
+
+# ---------------------------------------------------------------------------
+# Job handlers (run in the child)
+# ---------------------------------------------------------------------------
+
+
+class Worker:
+    """The child's state: one model manager, the job handlers."""
+
+    def __init__(self, settings: Any) -> None:
+        from ..models import ModelManager
+
+        self.settings = settings
+        self.manager = ModelManager(self._load, ttl_s=settings.model_ttl_s)
+
+    @staticmethod
+    def _load(key: str) -> Any:
+        kind, _, name = key.partition("|")
+        if kind == "asr":
+            from .. import asr
+
+            return asr.load_model(key)
+        if kind == "tts":
+            from .. import tts
+
+            return tts.load_voice(name)
+        raise KeyError(key)
+
+    def preload(self, names: list[str]) -> None:
+        """Load the named ASR models / voices and warm the diarization models."""
+        from .. import asr, tts
+        from ..types import TranscribeOptions
+
+        for name in names:
+            if name in tts.installed_voices():
+                self.manager.preload(f"tts|{name}")
+            elif name in ("diarization", "segmentation", "embedding"):
+                _warm_diarization()
+            else:
+                self.manager.preload(asr.model_key(TranscribeOptions(model=name,
+                                                                     cpu_threads=self.settings.cpu_threads)))
+
+    def handle(self, kind: str, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        _inject_fault(payload.get("fault"))
+        handler = getattr(self, f"job_{kind}", None)
+        if handler is None:
+            raise KeyError(f"unknown job kind {kind!r}")
+        return handler(payload, emit)
+
+    def _transcript(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        from ..pipeline import transcribe
+        from ..progress import ProgressScale
+
+        last = [0.0]
+
+        def on_progress(percent: float, step: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_S:
+                last[0] = now
+                emit({"type": "progress", "percent": round(percent, 1), "step": step})
+
+        known = payload.get("known") or {}
+        return transcribe(
+            payload["samples"],
+            payload["options"],
+            hook=ProgressScale(on_progress),
+            manager=self.manager,
+            identifier=_identifier(known) if known else None,
+        )
+
+    def job_transcribe(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        """-> Transcript"""
+        return self._transcript(payload, emit)
+
+    def job_diarize_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        """-> the per-chunk worker's dict (``longform.process_chunk(...).to_dict()``)."""
+        try:
+            from ..longform import process_chunk
+        except ImportError:
+            return chunk_result(self._transcript(payload, emit))
+        return process_chunk(payload["samples"], payload["options"]).to_dict()
+
+    def job_speech(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> bytes:
+        from .. import tts
+
+        with self.manager.acquire(f"tts|{payload['voice']}") as voice:
+            speech = tts.synthesize(voice, payload["input"], speed=payload.get("speed", 1.0))
+        return tts.encode(speech, payload["format"])
+
+    def job_deep(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Speak a sentence with Piper, then transcribe and diarize it: every stage once."""
+        from .. import tts
+        from ..pipeline import transcribe
+
+        started = time.perf_counter()
+        with self.manager.acquire(f"tts|{payload['voice']}") as voice:
+            speech = tts.synthesize(voice, payload["input"])
+        samples = speech.float_samples(16_000)
+        samples = np.concatenate([np.zeros(8000, np.float32), samples, np.zeros(8000, np.float32)])
+        transcript = transcribe(samples, payload["options"], manager=self.manager)
+        return {"text": transcript.text, "speakers": [s.label for s in transcript.speakers],
+                "audio_s": round(len(samples) / 16000, 3),
+                "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
+
+    def job_loaded(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> list[str]:
+        return self.manager.loaded()
+
+
+def chunk_result(transcript: Any) -> dict[str, Any]:
+    """The per-chunk worker's dict built from a Transcript (until ``longform`` provides it)."""
+    d = transcript.diarization
+    turns = d.turns if d is not None else ()
+    return {
+        "duration": transcript.duration,
+        "segments": [{"start_s": round(t.start, 3), "end_s": round(t.end, 3), "speaker": t.speaker} for t in turns],
+        "speakers_detected": list(d.speakers) if d is not None else [],
+        "fingerprints": {k: [round(float(x), 6) for x in v] for k, v in (d.fingerprints if d else {}).items()},
+        "words": [{"word": w.text, "start": w.start, "end": w.end, "probability": w.probability,
+                   "speaker": w.speaker} for w in transcript.words],
+        "models": dict(transcript.models),
+    }
+
+
+def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str, tuple[str, float]]]:
+    """Names for a recording's speakers from per-request reference clips."""
+    from .. import identify
+
+    references = {name: identify.embed_reference(samples) for name, samples in known.items()}
+
+    def identifier(diarization: Any) -> Mapping[str, tuple[str, float]]:
+        return identify.assign_names(diarization.fingerprints, references)
+
+    return identifier
+
+
+def _warm_diarization() -> None:
+    from .. import embedding, segmentation
+
+    segmentation.get_model()
+    embedding.get_model()
+
+
+def _inject_fault(fault: str | None) -> None:
+    """Test-only faults (the parent forwards them only with ``settings.test_faults``)."""
+    if fault == "crash":
+        os._exit(70)
+    if fault == "hang":
+        while True:
+            time.sleep(3600)
+    if fault == "device":
+        raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
+
+
+# ---------------------------------------------------------------------------
+# The child's main loop
+# ---------------------------------------------------------------------------
+
+
+def main(conn: Any, settings: Any, preload: list[str]) -> None:
+    """Entry point of the spawned process."""
+    logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
+                        format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s")
+    if settings.cpu_threads:
+        import torch
+
+        torch.set_num_threads(settings.cpu_threads)
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        with send_lock:
+            conn.send(message)
+
+    worker = Worker(settings)
+    try:
+        worker.preload(preload)
+    except Exception as exc:  # a missing model must not stop the worker: requests report it
+        logger.warning("preload failed: %s", exc)
+    send(("ready", {"pid": os.getpid(), "loaded": worker.manager.loaded()}))
+
+    stop = threading.Event()
+    threading.Thread(target=_collector, args=(worker, stop), daemon=True, name="ttl-collector").start()
+    pool = ThreadPoolExecutor(max_workers=settings.inference_slots, thread_name_prefix="job")
+
+    def run(job_id: int, kind: str, payload: Mapping[str, Any]) -> None:
+        def emit(event: dict[str, Any]) -> None:
+            send(("event", job_id, event))
+
+        try:
+            result = worker.handle(kind, payload, emit)
+        except SaywhoError as exc:
+            send(("error", job_id, error_info(exc)))
+        except Exception as exc:
+            if is_device_error(exc):
+                logger.error("device error in job %s: %s", job_id, exc)
+                send(("device_error", job_id, f"{type(exc).__name__}: {exc}"))
+                return
+            logger.exception("job %s (%s) failed", job_id, kind)
+            send(("error", job_id, {"class": "SaywhoError", "message": f"{type(exc).__name__}: {exc}",
+                                    "param": None, "status_code": 500, "code": "internal_error"}))
+        else:
+            send(("result", job_id, result))
+
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                break  # the parent went away
+            if message[0] == "stop":
+                break
+            _, job_id, kind, payload = message
+            pool.submit(run, job_id, kind, payload)
+    finally:
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        os._exit(0)  # do not wait for running jobs: the parent is gone or asked us to stop
+
+
+def _collector(worker: Worker, stop: threading.Event) -> None:
+    ttl = worker.settings.model_ttl_s
+    interval = 30.0 if ttl < 0 else max(1.0, min(30.0, ttl / 2))
+    while not stop.wait(interval):
+        worker.manager.collect()

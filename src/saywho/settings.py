@@ -1,0 +1,78 @@
+"""The server's settings in one typed object (env prefix ``SAYWHO_``, ``__`` for nesting).
+
+Built once (``Settings()`` reads the environment) and passed down through
+``create_app(settings)``; tests build their own instead of patching modules.
+Lists in the environment are JSON: ``SAYWHO_API_KEYS='["k1","k2"]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/saywho`` or ~/.local/share/saywho."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "saywho"
+
+
+class Settings(BaseSettings):
+    """Everything the server (and later the jobs and speaker library) can be told."""
+
+    model_config = SettingsConfigDict(env_prefix="SAYWHO_", env_nested_delimiter="__", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Models. OpenAI's model names (whisper-1, gpt-4o-transcribe...) map onto these.
+    default_model: str = "tiny.en"
+    translation_model: str = "base"  # translation needs a multilingual model
+    default_voice: str = "en_US-joe-medium"
+    preload: list[str] = Field(default_factory=list, description="models loaded at start-up, e.g. tiny.en")
+    model_ttl_s: float = Field(300.0, description="unload a model idle this long; <0 keeps it forever")
+
+    # Limits.
+    max_upload_bytes: int = 100 * 1024 * 1024
+    max_duration_s: float = 3 * 3600.0
+    max_speech_chars: int = 4096
+    inference_slots: int = Field(1, ge=1, description="requests running in the worker at once")
+    queue_size: int = Field(8, ge=0, description="requests waiting for a slot; beyond it: 429")
+
+    # Self-healing worker.
+    request_deadline_s: float = Field(120.0, gt=0, description="base deadline of one inference call")
+    deadline_per_audio_s: float = Field(2.0, ge=0, description="extra deadline per second of audio")
+    restart_budget: int = Field(3, ge=0, description="worker restarts allowed per restart_window_s")
+    restart_window_s: float = 1800.0
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 while the worker restarts")
+    ready_wait_s: float = Field(60.0, ge=0, description="how long a request waits for a (re)starting worker")
+    cpu_threads: int = 0
+
+    # Access.
+    api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty: no auth")
+    cors_origins: list[str] = Field(default_factory=list)
+
+    # Storage (used by jobs and the speaker library).
+    data_dir: Path = Field(default_factory=default_data_dir)
+    db_path: Path | None = None
+    # Background jobs (POST /v1/jobs): processed, stored and resumed chunk by chunk.
+    job_chunk_s: float = Field(300.0, gt=0, description="chunk length of background jobs, in seconds")
+
+    # Test-only: lets a request ask the worker to crash, hang or report a device error
+    # (header ``X-Saywho-Fault: crash|hang|device``). Never enable in production.
+    test_faults: bool = False
+
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _derived_paths(self) -> Settings:
+        if self.db_path is None:
+            self.db_path = self.data_dir / "saywho.db"
+        return self
+
+    def deadline_for(self, duration_s: float) -> float:
+        """Seconds an inference call on ``duration_s`` of audio may take before it is a hang."""
+        return self.request_deadline_s + self.deadline_per_audio_s * max(0.0, duration_s)
