@@ -51,8 +51,13 @@ def test_eval_dev_diarization(capsys: pytest.CaptureFixture[str]):
 def test_eval_dev_asr(capsys: pytest.CaptureFixture[str]):
     report = _eval(capsys, DEV / "asr")
     files = {f["uri"]: f for f in report["files"]}
-    assert set(files) == {"jfk", "1089-134686-0001", "1221-135766-0001", "1221-135766-0002",
-                          "stereo_diarization"}
+    assert set(files) == {
+        "jfk",
+        "1089-134686-0001",
+        "1221-135766-0001",
+        "1221-135766-0002",
+        "stereo_diarization",
+    }
     assert report["pooled"]["wer"]["reference_words"] == 22 + 18 + 48 + 11
     assert report["pooled"]["wer"]["wer"] < 0.25
     assert files["jfk"]["wer"]["wer"] < 0.1

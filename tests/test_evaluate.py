@@ -10,11 +10,11 @@ import pytest
 pytest.importorskip("pyannote.metrics")
 pytest.importorskip("jiwer")
 
-from saywho import cli, evaluate  # noqa: E402
-from saywho.errors import InvalidOptionError  # noqa: E402
-from saywho.evalreport import render_json, render_markdown  # noqa: E402
-from saywho.evaluate import discover, evaluate_dataset  # noqa: E402
-from saywho.types import Diarization, SpeakerTurn, Transcript, Word  # noqa: E402
+from saywho import cli, evaluate
+from saywho.errors import InvalidOptionError
+from saywho.evalreport import render_json, render_markdown
+from saywho.evaluate import discover, evaluate_dataset
+from saywho.types import Diarization, SpeakerTurn, Transcript, Word
 
 TURNS = {
     "meeting": (SpeakerTurn(0.0, 4.0, "A"), SpeakerTurn(4.0, 10.0, "B")),
@@ -44,18 +44,31 @@ def dataset(tmp_path: Path) -> Path:
 def fake_system(path: Path) -> Transcript:
     """Perfect diarization with swapped labels (and one missed second on 'pair'); fixed text."""
     if path.stem in TURNS:
-        turns = tuple(SpeakerTurn(t.start, t.end, {"A": "S1", "B": "S0"}[t.speaker]) for t in TURNS[path.stem])
+        turns = tuple(
+            SpeakerTurn(t.start, t.end, {"A": "S1", "B": "S0"}[t.speaker]) for t in TURNS[path.stem]
+        )
         if path.stem == "pair":
             turns = (turns[0], SpeakerTurn(3.0, 5.0, "S0"))
         diarization = Diarization(duration=10.0, turns=turns, exclusive=turns, speakers=("S0", "S1"))
-        return Transcript(duration=10.0, language="en", text="", segments=(), words=(),
-                          diarization=diarization)
+        return Transcript(
+            duration=10.0, language="en", text="", segments=(), words=(), diarization=diarization
+        )
     if path.stem == "duo":
-        words = (Word(0.0, 0.5, " Good", speaker="X"), Word(0.5, 1.0, " morning", speaker="X"),
-                 Word(1.0, 1.5, " hello", speaker="Y"), Word(1.5, 2.0, " there.", speaker="Y"),
-                 Word(2.0, 2.5, " All", speaker="X"))
-        return Transcript(duration=2.5, language="en", text="Good morning hello there. All",
-                          segments=(), words=words, diarization=None)
+        words = (
+            Word(0.0, 0.5, " Good", speaker="X"),
+            Word(0.5, 1.0, " morning", speaker="X"),
+            Word(1.0, 1.5, " hello", speaker="Y"),
+            Word(1.5, 2.0, " there.", speaker="Y"),
+            Word(2.0, 2.5, " All", speaker="X"),
+        )
+        return Transcript(
+            duration=2.5,
+            language="en",
+            text="Good morning hello there. All",
+            segments=(),
+            words=words,
+            diarization=None,
+        )
     text = {"jfk": "Ask not what your country can do for you!", "utt1": "25 lamps"}[path.stem]
     return Transcript(duration=5.0, language="en", text=text, segments=(), words=())
 

@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("pyannote.metrics")
 pytest.importorskip("jiwer")
 
-from saywho.errors import InvalidOptionError  # noqa: E402
-from saywho.metrics import (  # noqa: E402
+from saywho.errors import InvalidOptionError
+from saywho.metrics import (
     cpwer,
     der,
     jer,
@@ -24,7 +24,7 @@ from saywho.metrics import (  # noqa: E402
     speaker_count_error,
     wer,
 )
-from saywho.types import SpeakerTurn as T  # noqa: E402
+from saywho.types import SpeakerTurn as T
 
 # Two speakers taking turns, then talking over each other from 15 to 17 s.
 REFERENCE = [T(0.0, 10.0, "alice"), T(10.0, 17.0, "bob"), T(15.0, 20.0, "alice")]
@@ -262,7 +262,7 @@ def test_cpwer_known_value():
 def test_cpwer_matches_meeteval():
     meeteval_wer = pytest.importorskip("meeteval.wer")
     rng = random.Random(7)
-    vocabulary = "a b c d e f g h".split()
+    vocabulary = ["a", "b", "c", "d", "e", "f", "g", "h"]
 
     def text() -> str:
         return " ".join(rng.choice(vocabulary) for _ in range(rng.randint(0, 12)))

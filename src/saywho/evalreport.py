@@ -78,12 +78,18 @@ def render_markdown(report: EvalReport) -> str:
     notes = []
     if diar:
         notes += [
-            "DER: no collar, overlapping speech scored (the strict convention of current papers); "
-            "miss + FA + conf = DER, each as a share of scored reference speech.",
-            f"DER c{collar}: md-eval collar, {collar} s each side of every reference boundary "
-            f"left unscored (pyannote.metrics collar={2 * report.collar:g}, its total width).",
-            "JER: Jaccard error rate (DIHARD III), no collar. Speakers: distinct labels with speech "
-            "in the scored region; pooled as mean absolute error and share of files exactly right.",
+            (
+                "DER: no collar, overlapping speech scored (the strict convention of current papers); "
+                "miss + FA + conf = DER, each as a share of scored reference speech."
+            ),
+            (
+                f"DER c{collar}: md-eval collar, {collar} s each side of every reference boundary "
+                f"left unscored (pyannote.metrics collar={2 * report.collar:g}, its total width)."
+            ),
+            (
+                "JER: Jaccard error rate (DIHARD III), no collar. Speakers: distinct labels with speech "
+                "in the scored region; pooled as mean absolute error and share of files exactly right."
+            ),
         ]
     if words or cp:
         notes.append(
@@ -127,7 +133,9 @@ def render_json(report: EvalReport) -> dict[str, Any]:
             "der": _der_dict(f.der, mapping=True),
             "der_collar": _der_dict(f.der_collar),
             "jer": f.jer.as_dict() if f.jer else None,
-            "speakers": None if f.reference_speakers is None else {
+            "speakers": None
+            if f.reference_speakers is None
+            else {
                 "reference": f.reference_speakers,
                 "hypothesis": f.hypothesis_speakers,
                 "error": f.speaker_count_error,
@@ -188,17 +196,33 @@ def write_plots(report: EvalReport, directory: str | Path) -> list[Path]:
         ders = [f.der for f in diarized] + [report.der]
         fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(labels) + 2), 4))
         bottom = [0.0] * len(labels)
-        for part, colour in (("missed_rate", "#d62728"), ("false_alarm_rate", "#ff7f0e"),
-                             ("confusion_rate", "#1f77b4")):
+        for part, colour in (
+            ("missed_rate", "#d62728"),
+            ("false_alarm_rate", "#ff7f0e"),
+            ("confusion_rate", "#1f77b4"),
+        ):
             values = [100 * getattr(d, part) for d in ders]
-            ax.bar(labels, values, bottom=bottom, color=colour, label=part.removesuffix("_rate").replace("_", " "))
+            ax.bar(
+                labels,
+                values,
+                bottom=bottom,
+                color=colour,
+                label=part.removesuffix("_rate").replace("_", " "),
+            )
             bottom = [b + v for b, v in zip(bottom, values, strict=True)]
         collared = [100 * f.der_collar.der for f in diarized if f.der_collar] + (
             [100 * report.der_collar.der] if report.der_collar else []
         )
         if len(collared) == len(labels):
-            ax.scatter(labels, collared, color="black", marker="_", s=400, zorder=3,
-                       label=f"DER, collar {report.collar:g} s")
+            ax.scatter(
+                labels,
+                collared,
+                color="black",
+                marker="_",
+                s=400,
+                zorder=3,
+                label=f"DER, collar {report.collar:g} s",
+            )
         ax.set_ylim(0, max(1.0, *bottom, *collared) * 1.35)  # room for the legend
         ax.set_ylabel("DER (%), no collar")
         ax.set_title("Diarization error per file")
@@ -232,7 +256,9 @@ def _timeline(plt: Any, f: FileResult, path: Path) -> Path:
     """Reference speakers above, hypothesis speakers (renamed to their matched reference) below."""
     mapping = dict(f.der.mapping) if f.der else {}
     ref_speakers = sorted({t.speaker for t in f.reference_turns})
-    hyp_speakers = sorted({t.speaker for t in f.hypothesis_turns}, key=lambda s: (s not in mapping, mapping.get(s, s)))
+    hyp_speakers = sorted(
+        {t.speaker for t in f.hypothesis_turns}, key=lambda s: (s not in mapping, mapping.get(s, s))
+    )
     palette = plt.get_cmap("tab10")
     colour = {s: palette(i % 10) for i, s in enumerate(ref_speakers)}
     spare = len(ref_speakers)
@@ -243,8 +269,12 @@ def _timeline(plt: Any, f: FileResult, path: Path) -> Path:
 
     rows = [(f"ref {s}", s, f.reference_turns, s) for s in ref_speakers]
     rows += [
-        (f"hyp {s}" + (f" → {mapping[s]}" if s in mapping else ""), s, f.hypothesis_turns,
-         mapping.get(s, f"hyp:{s}"))
+        (
+            f"hyp {s}" + (f" → {mapping[s]}" if s in mapping else ""),
+            s,
+            f.hypothesis_turns,
+            mapping.get(s, f"hyp:{s}"),
+        )
         for s in hyp_speakers
     ]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.4))

@@ -23,17 +23,31 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from . import metrics
 from .errors import InvalidOptionError
 from .metrics import CpWerResult, DerResult, JerResult, WerResult
-from .types import Hook, SpeakerTurn, Transcript, TranscribeOptions, no_progress
+from .types import Hook, SpeakerTurn, TranscribeOptions, Transcript, no_progress
 
 logger = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = frozenset(
-    ".wav .flac .mp3 .m4a .ogg .opus .webm .aac .wma .mp4 .mkv .mov .sph".split()
+    [
+        ".wav",
+        ".flac",
+        ".mp3",
+        ".m4a",
+        ".ogg",
+        ".opus",
+        ".webm",
+        ".aac",
+        ".wma",
+        ".mp4",
+        ".mkv",
+        ".mov",
+        ".sph",
+    ]
 )
 MD_EVAL_COLLAR = 0.25
 
@@ -194,7 +208,7 @@ class _PeakMemory:
             if self._stop.wait(self._interval):
                 return
 
-    def __enter__(self) -> _PeakMemory:
+    def __enter__(self) -> Self:
         self._before = _max_rss_bytes()
         self._thread = threading.Thread(target=self._sample, name="peak-memory", daemon=True)
         self._thread.start()
@@ -326,8 +340,14 @@ def _speaker_words(transcript: Transcript) -> dict[str, str]:
     return {speaker: " ".join(parts) for speaker, parts in by_speaker.items()}
 
 
-def score(recording: Recording, transcript: Transcript, *, wall_s: float, peak_memory_mib: float,
-          collar: float = MD_EVAL_COLLAR) -> FileResult:
+def score(
+    recording: Recording,
+    transcript: Transcript,
+    *,
+    wall_s: float,
+    peak_memory_mib: float,
+    collar: float = MD_EVAL_COLLAR,
+) -> FileResult:
     """Score one system output against the recording's references."""
     duration = transcript.duration
     result = FileResult(
@@ -371,7 +391,9 @@ def default_runner(options: TranscribeOptions | None = None) -> Callable[[Record
     def run(recording: Recording) -> Transcript:
         from .pipeline import transcribe
 
-        return transcribe(recording.audio, replace(base, diarize=base.diarize and recording.needs_diarization))
+        return transcribe(
+            recording.audio, replace(base, diarize=base.diarize and recording.needs_diarization)
+        )
 
     return run
 
@@ -423,8 +445,9 @@ def evaluate_dataset(
             wall_s = time.perf_counter() - start
         models.update(transcript.models)
         results.append(
-            score(recording, transcript, wall_s=wall_s, peak_memory_mib=memory.peak_bytes / 2**20,
-                  collar=collar)
+            score(
+                recording, transcript, wall_s=wall_s, peak_memory_mib=memory.peak_bytes / 2**20, collar=collar
+            )
         )
     hook("eval", completed=total, total=total)
     return EvalReport(

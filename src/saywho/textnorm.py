@@ -144,10 +144,27 @@ class _NumberWords:
     """The vocabulary of spelled-out numbers, built once."""
 
     def __init__(self) -> None:
-        ones_names = (
-            "one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-            "fifteen sixteen seventeen eighteen nineteen"
-        ).split()
+        ones_names = [
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        ]
         self.zeros = {"o", "oh", "zero"}
         self.ones = {name: i for i, name in enumerate(ones_names, start=1)}
         ones_plural = {("sixes" if n == "six" else n + "s"): (v, "s") for n, v in self.ones.items()}
@@ -161,17 +178,27 @@ class _NumberWords:
             },
         }  # fmt: skip
         self.ones_suffixed = {**ones_plural, **ones_ordinal}
-        tens_names = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+        tens_names = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
         self.tens = {name: 10 * i for i, name in enumerate(tens_names, start=2)}
         self.tens_suffixed = {
             **{n.replace("y", "ies"): (v, "s") for n, v in self.tens.items()},
             **{n.replace("y", "ieth"): (v, "th") for n, v in self.tens.items()},
         }
-        multiplier_names = (
-            "hundred thousand million billion trillion quadrillion quintillion sextillion "
-            "septillion octillion nonillion decillion"
-        ).split()
-        self.multipliers = {"hundred": 100, **{n: 1000 ** i for i, n in enumerate(multiplier_names[1:], 1)}}
+        multiplier_names = [
+            "hundred",
+            "thousand",
+            "million",
+            "billion",
+            "trillion",
+            "quadrillion",
+            "quintillion",
+            "sextillion",
+            "septillion",
+            "octillion",
+            "nonillion",
+            "decillion",
+        ]
+        self.multipliers = {"hundred": 100, **{n: 1000**i for i, n in enumerate(multiplier_names[1:], 1)}}
         self.multipliers_suffixed = {
             **{n + "s": (v, "s") for n, v in self.multipliers.items()},
             **{n + "th": (v, "th") for n, v in self.multipliers.items()},
@@ -356,9 +383,8 @@ def _number_tokens(tokens: list[str], w: _NumberWords) -> Iterator[str]:
                     if value is not None:
                         yield output(value)
                     yield output(current)
-            elif current == "point":
-                if nxt in w.decimals or next_is_numeric:
-                    value = str(value or "") + "."
+            elif current == "point" and (nxt in w.decimals or next_is_numeric):
+                value = str(value or "") + "."
     if value is not None:
         yield output(value)
 
@@ -369,7 +395,7 @@ def _number_words() -> _NumberWords:
 
 
 def _half_to_point_five(s: str, w: _NumberWords) -> str:
-    """"two and a half" -> "two point five" (only after a number word)."""
+    """ "two and a half" -> "two point five" (only after a number word)."""
     parts = re.split(r"\band\s+a\s+half\b", s)
     out: list[str] = []
     for i, part in enumerate(parts):

@@ -26,8 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plots", metavar="DIR", help="also write PNG plots into DIR")
     p.add_argument("-m", "--model", default="tiny.en", help="speech model (default: tiny.en)")
     p.add_argument("-l", "--language", help="language code (default: detect)")
-    p.add_argument("--collar", type=float, default=0.25,
-                   help="md-eval collar in seconds each side for the second DER figure (default: 0.25)")
+    p.add_argument(
+        "--collar",
+        type=float,
+        default=0.25,
+        help="md-eval collar in seconds each side for the second DER figure (default: 0.25)",
+    )
     g = p.add_argument_group("speakers")
     g.add_argument("--num-speakers", type=int, metavar="N", help="exact number of speakers")
     g.add_argument("--min-speakers", type=int, metavar="A", help="at least this many speakers")
