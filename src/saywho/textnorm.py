@@ -353,16 +353,16 @@ def _number_tokens(tokens: list[str], w: _NumberWords) -> Iterator[str]:
             if value is None:
                 yield output(current)
                 continue
-            suffix = w.suffixers[current]
-            if isinstance(suffix, dict):
-                if nxt is not None and nxt in suffix:
-                    yield output(str(value) + suffix[nxt])
+            symbol = w.suffixers[current]
+            if isinstance(symbol, dict):
+                if nxt is not None and nxt in symbol:
+                    yield output(str(value) + symbol[nxt])
                     skip = True
                 else:
                     yield output(value)
                     yield output(current)
             else:
-                yield output(str(value) + suffix)
+                yield output(str(value) + symbol)
         else:  # specials: and, double, triple, point
             if nxt not in w.words and not next_is_numeric:
                 if value is not None:
