@@ -71,7 +71,6 @@ class _WorkerHandle:
     started: float
     pid: int | None = None
     ready: bool = False
-    stopping: bool = False
     kill_reason: str | None = None
     send_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -135,7 +134,6 @@ class InferenceService:
             self._ready.clear()
         if handle is None:
             return
-        handle.stopping = True
         with contextlib.suppress(Exception), handle.send_lock:
             handle.conn.send(("stop",))
         handle.process.join(timeout)
@@ -201,8 +199,13 @@ class InferenceService:
 
     def _kill(self, handle: _WorkerHandle, reason: str) -> None:
         logger.error("killing inference worker %s: %s", handle.pid, reason)
-        handle.stopping = True
-        handle.kill_reason = reason
+        with self._lock:
+            handle.kill_reason = handle.kill_reason or reason
+            handle.ready = False  # no new job goes to it while it dies
+            if handle is self._worker and self._state == READY:
+                self._state = RESTARTING
+                self._reason = f"restarting after: {reason}"
+                self._ready.clear()
         with contextlib.suppress(Exception):
             handle.process.kill()
 
@@ -215,8 +218,8 @@ class InferenceService:
             self._ready.clear()
             self._failures.append({"at": time.time(), "pid": handle.pid, "reason": reason})
             logger.error("inference worker %s is gone: %s", handle.pid, reason)
+        self._restart(reason)  # first, so that failed requests already see restarting / degraded
         self._fail_jobs(handle.generation, reason)
-        self._restart(reason)
 
     def _fail_jobs(self, generation: int, reason: str) -> None:
         with self._lock:

@@ -8,6 +8,7 @@ data)``. Jobs run on a small thread pool (one thread per inference slot) sharing
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -120,7 +121,10 @@ class Worker:
             from ..longform import process_chunk
         except ImportError:
             return chunk_result(self._transcript(payload, emit))
-        return process_chunk(payload["samples"], payload["options"]).to_dict()
+        kwargs: dict[str, Any] = {}
+        if "manager" in inspect.signature(process_chunk).parameters:
+            kwargs["manager"] = self.manager  # share the worker's models (else a second copy loads)
+        return process_chunk(payload["samples"], payload["options"], **kwargs).to_dict()
 
     def job_speech(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> bytes:
         from .. import tts
