@@ -96,7 +96,8 @@ def find_cut(
 
     Looks at ``samples[target - search : target + search]`` and returns the middle of
     the pause nearest to the target among pauses of at least ``MIN_PAUSE_S``; else the
-    middle of the longest pause; else (continuous sound) the quietest 100 ms.
+    longest pause; else (continuous sound) the whole window. Within the chosen stretch the
+    cut goes to the quiet 10 ms nearest its middle.
     """
     lo = max(0, target - search)
     hi = min(len(samples), target + search)
@@ -111,18 +112,30 @@ def find_cut(
             a, b = min(long_enough, key=lambda p: abs((p[0] + p[1]) // 2 + lo - target))
         else:
             a, b = max(pauses, key=lambda p: p[1] - p[0])
-        # A pause touching the window edge may go on beyond it: cut near the target side.
+        # A pause touching the window's edge may go on beyond it: aim at its inner end.
+        aim = (a + b) // 2
         if a == 0 and lo > 0 and b < len(window):
-            return lo + max(0, b - int(MIN_PAUSE_S * SAMPLE_RATE) // 2)
-        if b == len(window) and a > 0 and hi < len(samples):
-            return lo + min(len(window), a + int(MIN_PAUSE_S * SAMPLE_RATE) // 2)
-        return lo + (a + b) // 2
-    frame = SAMPLE_RATE // 10
-    n = len(window) // frame
+            aim = max(0, b - int(MIN_PAUSE_S * SAMPLE_RATE) // 2)
+        elif b == len(window) and a > 0 and hi < len(samples):
+            aim = min(len(window), a + int(MIN_PAUSE_S * SAMPLE_RATE) // 2)
+        return lo + _quietest(window, a, b, aim)
+    return lo + _quietest(window, 0, len(window), target - lo)
+
+
+def _quietest(window: np.ndarray, a: int, b: int, aim: int) -> int:
+    """The quiet 10 ms frame in ``window[a:b]`` nearest to ``aim`` (its centre, in samples).
+
+    "Quiet" is within 6 dB of the quietest frame there, so a pause the VAD saw in
+    a sound it does not take for speech (music, a tone) still lands in silence.
+    """
+    frame = SAMPLE_RATE // 100
+    n = (b - a) // frame
     if n == 0:
-        return target
-    energy = (window[: n * frame].reshape(n, frame) ** 2).mean(axis=1)  # (frames,)
-    return lo + int(np.argmin(energy)) * frame + frame // 2
+        return (a + b) // 2
+    rms = np.sqrt((window[a: a + n * frame].reshape(n, frame).astype(np.float64) ** 2).mean(axis=1))  # (n,)
+    quiet = np.flatnonzero(rms <= 2.0 * rms.min() + 1e-6)
+    centres = a + quiet * frame + frame // 2
+    return int(centres[np.argmin(np.abs(centres - aim))])
 
 
 def plan_chunks(

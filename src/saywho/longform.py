@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -45,6 +45,9 @@ from .types import (
     Word,
     no_progress,
 )
+
+if TYPE_CHECKING:
+    from .pipeline import Identifier
 
 logger = logging.getLogger(__name__)
 
@@ -361,10 +364,12 @@ def stitch(
     options: TranscribeOptions,
     *,
     warnings: Sequence[str] = (),
+    identifier: Identifier | None = None,
 ) -> Transcript:
     """Global speakers + time offsets -> one Transcript, in the same form as a short file's.
 
-    Speaker labels are ``Speaker_0, Speaker_1...`` in order of first appearance.
+    Speaker labels are ``Speaker_0, Speaker_1...`` in order of first appearance;
+    ``identifier`` (the speaker library) may name them from their global fingerprints.
     """
     from .pipeline import assemble, model_names
 
@@ -413,7 +418,8 @@ def stitch(
                           for g in order if int(g) in centroids},
         )
     models = next((r.models for r in results if r.models), None) or model_names(options)
-    return assemble(asr, diarization, options, warnings=tuple(warnings), models=models)
+    identities = identifier(diarization) if (identifier and diarization and options.identify) else {}
+    return assemble(asr, diarization, options, identities=identities, warnings=tuple(warnings), models=models)
 
 
 # ---------------------------------------------------------------------------
@@ -580,6 +586,7 @@ def transcribe_long(
     store: ChunkStore | None = None,
     on_chunk: OnChunk | None = None,
     processor: ChunkProcessor | None = None,
+    identifier: Identifier | None = None,
 ) -> Transcript:
     """Transcribe a long recording chunk by chunk, with speakers kept across chunks.
 
@@ -591,7 +598,7 @@ def transcribe_long(
     settings are reused and only unfinished chunks run. Progress:
     ``hook("decode", ...)`` while planning, then ``hook("chunks", completed=done,
     total=n)``. ``processor`` replaces ``process_chunk`` (tests; must be picklable
-    for a pool or Ray).
+    for a pool or Ray). ``identifier`` names speakers as in ``pipeline.transcribe``.
     """
     from .executors import ChunkTask, make_executor
 
@@ -650,7 +657,8 @@ def transcribe_long(
             for index, result in executor.run(tasks(todo, per_chunk)):
                 record(index, result)
         hook("clustering", completed=0, total=1)
-        transcript = stitch(plan, [results[c.index] for c in plan.chunks], options, warnings=plan.warnings)
+        transcript = stitch(plan, [results[c.index] for c in plan.chunks], options, warnings=plan.warnings,
+                            identifier=identifier)
         hook("clustering", completed=1, total=1)
         return transcript
     finally:
