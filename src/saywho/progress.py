@@ -18,6 +18,14 @@ STEPS: tuple[tuple[str, float], ...] = (
     ("clustering", 5.0),
 )
 
+# A long recording (``longform.transcribe_long``): streaming decode and chunk plan,
+# chunks done / total, then global speakers and stitching.
+LONG_STEPS: tuple[tuple[str, float], ...] = (
+    ("decode", 4.0),
+    ("chunks", 94.0),
+    ("clustering", 2.0),
+)
+
 
 class ProgressScale:
     """Turns step-local progress into an overall percentage (monotonic, thread-safe)."""

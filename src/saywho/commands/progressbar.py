@@ -6,20 +6,21 @@ import sys
 import time
 from typing import TextIO
 
-from ..progress import ProgressScale
+from ..progress import STEPS, ProgressScale
 
 
 class ProgressBar:
     """Draws ``[#####.....]  45% asr  0:12 left`` on one terminal line."""
 
-    def __init__(self, label: str = "", stream: TextIO | None = None, width: int = 28) -> None:
+    def __init__(self, label: str = "", stream: TextIO | None = None, width: int = 28,
+                 steps: tuple[tuple[str, float], ...] = STEPS) -> None:
         self._stream = stream or sys.stderr
         self._label = label
         self._width = width
         self._start = time.monotonic()
         self._last_draw = 0.0
         self.extra = ""  # e.g. "chunks 3/12"
-        self.scale = ProgressScale(self._draw)
+        self.scale = ProgressScale(self._draw, steps)
 
     def _draw(self, percent: float, step: str) -> None:
         now = time.monotonic()

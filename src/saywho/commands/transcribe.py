@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    lg = p.add_argument_group(
+        "long recordings",
+        "Files longer than the chunk length plus a minute (or any file, with --chunk-minutes, "
+        "--work-dir or --resume) are cut into chunks in pauses, processed chunk by chunk, and "
+        "stitched with the same speaker labels throughout.",
+    )
+    lg.add_argument("--chunk-minutes", type=float, metavar="M",
+                    help="chunk length in minutes (default: 5); forces chunked processing")
+    lg.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="chunks processed in parallel by N local processes (default: 1)")
+    lg.add_argument("--ray", metavar="ADDRESS", default=os.environ.get("SAYWHO_RAY_ADDRESS") or None,
+                    help="run chunks on the Ray cluster at ADDRESS ('auto', 'ray://host:10001', or "
+                    "'local'; default: $SAYWHO_RAY_ADDRESS); needs saywho[ray]")
+    lg.add_argument("--work-dir", metavar="DIR",
+                    help="keep the chunks and their results here (default: a directory in the cache, "
+                    "removed after success)")
+    lg.add_argument("--resume", action="store_true",
+                    help="reuse the finished chunks of an interrupted run of the same file and settings")
     p.set_defaults(func=run)
 
 
@@ -90,8 +109,63 @@ def _targets(files: list[str], output: str | None, extension: str) -> list[Path 
     return [out / f"{Path(f).stem}.{extension}" for f in files]
 
 
+def _chunk_s(args: argparse.Namespace) -> float:
+    from ..chunking import DEFAULT_CHUNK_S
+
+    minutes = getattr(args, "chunk_minutes", None)
+    if minutes is not None and minutes <= 0:
+        raise InvalidOptionError("--chunk-minutes must be positive")
+    return DEFAULT_CHUNK_S if minutes is None else 60.0 * minutes
+
+
+def _is_long(path: str, args: argparse.Namespace) -> bool:
+    """Chunked processing: asked for, or the file is longer than a chunk and a minute."""
+    if args.chunk_minutes is not None or args.work_dir or args.resume:
+        return True
+    from ..audio import probe_duration
+    from ..errors import AudioDecodeError
+
+    try:
+        duration = probe_duration(path)
+    except AudioDecodeError:
+        return False  # the single-pass path reports the error
+    return duration is None or duration > _chunk_s(args) + 60.0
+
+
+def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar, identifier):  # noqa: ANN001, ANN202
+    from ..longform import default_work_dir, transcribe_long
+
+    if args.workers < 1:
+        raise InvalidOptionError("--workers must be at least 1")
+    chunk_s = _chunk_s(args)
+    work_dir = args.work_dir or default_work_dir(path, options, chunk_s)
+
+    def hook(step: str, *, completed: float | None = None, total: float | None = None) -> None:
+        if bar is None:
+            return
+        if step == "chunks" and total:
+            bar.extra = f"chunks {int(completed or 0)}/{int(total)}"
+        bar(step, completed=completed, total=total)
+
+    try:
+        transcript = transcribe_long(path, options, chunk_s=chunk_s, workers=args.workers, ray_address=args.ray,
+                                     work_dir=work_dir, resume=args.resume, hook=hook, identifier=identifier)
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        print(f"saywho: finished chunks are kept in {work_dir}; run the same command with --resume "
+              "to continue", file=sys.stderr)
+        raise
+    if not args.work_dir:
+        import shutil
+
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return transcript
+
+
 def run(args: argparse.Namespace) -> int:
     from ..pipeline import transcribe
+    from ..progress import LONG_STEPS, STEPS
     from .progressbar import ProgressBar
 
     options = options_from_args(args)
@@ -101,9 +175,14 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for path, target in zip(args.files, targets, strict=True):
         show = not args.quiet and sys.stderr.isatty()
-        bar = ProgressBar(label=f"{Path(path).name} " if len(args.files) > 1 else "") if show else None
+        long = _is_long(path, args)
+        bar = ProgressBar(label=f"{Path(path).name} " if len(args.files) > 1 else "",
+                          steps=LONG_STEPS if long else STEPS) if show else None
         try:
-            transcript = transcribe(path, options, hook=bar, identifier=identifier)
+            if long:
+                transcript = _transcribe_long(path, options, args, bar, identifier)
+            else:
+                transcript = transcribe(path, options, hook=bar, identifier=identifier)
         except Exception:
             if bar:
                 bar.close()
