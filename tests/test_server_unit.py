@@ -157,3 +157,25 @@ def test_admission_slots_and_queue() -> None:
         assert service.status()["running_or_queued"] == 0
     finally:
         service.stop()
+
+
+def test_api_keys_cors_and_error_shape(tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from saywho.server.app import create_app
+
+    app = create_app(Settings(api_keys=["k1"], cors_origins=["http://dashboard.test"], data_dir=tmp_path))
+    client = TestClient(app)  # no lifespan: no worker is started
+    assert client.get("/health").status_code == 200
+    r = client.get("/v1/models")
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert client.get("/v1/models", headers={"Authorization": "Bearer k1"}).status_code == 200
+    preflight = client.options("/v1/audio/transcriptions", headers={
+        "Origin": "http://dashboard.test", "Access-Control-Request-Method": "POST"})
+    assert preflight.headers["access-control-allow-origin"] == "http://dashboard.test"
+    r = client.post("/v1/audio/speech", json={"model": "tts-1"}, headers={"Authorization": "Bearer k1"})
+    assert r.status_code == 400
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    r = client.get("/v1/nothing-here", headers={"Authorization": "Bearer k1"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

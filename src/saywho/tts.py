@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -139,7 +139,7 @@ def encode(speech: Speech, fmt: str) -> bytes:
     container_name, codec, sample_format = _ENCODERS[fmt]
     out = io.BytesIO()
     with av.open(out, mode="w", format=container_name) as container:
-        stream = container.add_stream(codec, rate=rate, layout="mono")
+        stream = cast("av.AudioStream", container.add_stream(codec, rate=rate, layout="mono"))
         stream.format = sample_format
         if fmt == "mp3":
             stream.bit_rate = 64_000

@@ -18,7 +18,13 @@ import numpy as np
 from starlette.datastructures import FormData, UploadFile
 
 from ..audio import decode_audio
-from ..errors import AudioDecodeError, AudioTooLongError, InvalidOptionError, ModelNotFoundError, PayloadTooLargeError
+from ..errors import (
+    AudioDecodeError,
+    AudioTooLongError,
+    InvalidOptionError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+)
 from ..models import BUNDLED
 from ..settings import Settings
 from ..types import SAMPLE_RATE, SpeakerCount, TranscribeOptions

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 from .. import errors
 from ..errors import BackendUnavailable, SaywhoError, TooManyRequestsError
@@ -87,7 +87,7 @@ class Ticket:
             self._released = True
             self._service._release()
 
-    def __enter__(self) -> Ticket:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -168,7 +168,7 @@ class InferenceService:
                 message = handle.conn.recv()
             except (EOFError, OSError):
                 break
-            except Exception as exc:  # an unpicklable answer: fail that job, keep reading
+            except Exception as exc:  # noqa: BLE001 - an unpicklable answer must not kill the reader
                 logger.error("cannot read a message from the worker: %s", exc)
                 continue
             kind = message[0]
@@ -327,11 +327,9 @@ class InferenceService:
             ticket.release()
 
     async def _ready_worker(self) -> _WorkerHandle:
-        if self._state == DEGRADED:
-            # The window may have moved on since the last failure: try once more.
-            if not self._restart(self._reason or "degraded"):
-                raise BackendUnavailable(f"inference is unavailable: {self._reason}",
-                                         retry_after=self._retry_after())
+        # Degraded: the window may have moved on since the last failure, so try once more.
+        if self._state == DEGRADED and not self._restart(self._reason or "degraded"):
+            raise BackendUnavailable(f"inference is unavailable: {self._reason}", retry_after=self._retry_after())
         if self._state == STOPPED:
             raise BackendUnavailable("the inference service is not running",
                                      retry_after=self.settings.retry_after_s)

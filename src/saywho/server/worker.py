@@ -219,7 +219,7 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
     worker = Worker(settings)
     try:
         worker.preload(preload)
-    except Exception as exc:  # a missing model must not stop the worker: requests report it
+    except Exception as exc:  # noqa: BLE001 - a missing model must not stop the worker: requests report it
         logger.warning("preload failed: %s", exc)
     send(("ready", {"pid": os.getpid(), "loaded": worker.manager.loaded()}))
 
