@@ -33,10 +33,10 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api")
 uvicorn = pytest.importorskip("uvicorn")
 
-from saywho.server.app import create_app  # noqa: E402
-from saywho.settings import Settings  # noqa: E402
+from saywho.server.app import create_app
+from saywho.settings import Settings
 
-from .jobs_fakes import DEFAULT_LINES, ScriptedTranscriber, write_tone_wav  # noqa: E402
+from .jobs_fakes import DEFAULT_LINES, ScriptedTranscriber, write_tone_wav
 
 
 class _NoInference:
@@ -66,7 +66,7 @@ def recording(tmp_path_factory):
         lines = tuple((t.start, t.end, labels[t.speaker], text)
                       for t, (_, text) in zip(conv.turns, conv.texts, strict=True))
         return path, lines
-    except Exception:  # no flite: a tone recording with the default script
+    except Exception:  # noqa: BLE001 - no flite: a tone recording with the default script
         write_tone_wav(path, 20.0)
         return path, DEFAULT_LINES
 
@@ -176,7 +176,7 @@ def test_upload_watch_progress_explore_rename_and_export(page, server, recording
     assert len(colours) == len(speakers)  # one colour per speaker
 
     # the timeline zooms
-    width = lambda: page.eval_on_selector("#timeline .canvas", "e => e.getBoundingClientRect().width")  # noqa: E731
+    width = lambda: page.eval_on_selector("#timeline .canvas", "e => e.getBoundingClientRect().width")
     before = width()
     page.click("#zoom-in")
     assert width() == pytest.approx(2 * before, rel=0.02)

@@ -12,11 +12,11 @@ import pytest
 
 pytest.importorskip("fastapi")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from saywho import db  # noqa: E402
-from saywho.errors import NotFoundError  # noqa: E402
-from saywho.jobs import (  # noqa: E402
+from saywho import db
+from saywho.errors import NotFoundError
+from saywho.jobs import (
     FAILED,
     FINISHED,
     MIGRATIONS,
@@ -26,10 +26,10 @@ from saywho.jobs import (  # noqa: E402
     JobRunner,
     JobStore,
 )
-from saywho.server.app import create_app  # noqa: E402
-from saywho.settings import Settings  # noqa: E402
+from saywho.server.app import create_app
+from saywho.settings import Settings
 
-from .jobs_fakes import ScriptedTranscriber, write_tone_wav  # noqa: E402
+from .jobs_fakes import ScriptedTranscriber, write_tone_wav
 
 
 class _NoInference:
@@ -327,6 +327,7 @@ def test_bad_upload_leaves_no_job_and_no_file(settings, tmp_path, payload) -> No
         assert r.status_code == 400, r.text
         error = r.json()["error"]
         assert error["type"] == "invalid_request_error" and error["code"] in ("invalid_audio", "invalid_value")
+        assert ".incoming" not in error["message"] and error["param"] == "file"
         assert client.get("/v1/jobs").json()["data"] == []
         assert uploads(settings) == []
 

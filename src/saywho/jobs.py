@@ -31,7 +31,7 @@ from . import db
 from .errors import InvalidOptionError, NotFoundError, SaywhoError
 from .formats import transcript_from_dict, transcript_to_dict
 from .progress import STEPS, ProgressScale
-from .types import Hook, SpeakerCount, Transcript, TranscribeOptions
+from .types import Hook, SpeakerCount, TranscribeOptions, Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -713,7 +713,7 @@ def identify(transcript: Transcript, library_path: str | Path | None) -> Transcr
         from .speakers import SpeakerLibrary
 
         names = SpeakerLibrary(library_path).identifier()(transcript.diarization)
-    except Exception as exc:  # a damaged library must not fail the transcript
+    except Exception as exc:  # noqa: BLE001 - a damaged library must not fail the transcript
         logger.warning("speaker identification skipped: %s", exc)
         return transcript
     if not names:
@@ -788,8 +788,14 @@ class JobService:
 
         On any error the upload is deleted and no job exists.
         """
+        from .errors import AudioDecodeError
+
         try:
-            duration = probe_upload(upload, max_duration_s=self.max_duration_s)
+            try:
+                duration = probe_upload(upload, max_duration_s=self.max_duration_s)
+            except AudioDecodeError as exc:  # name the user's file, not our temporary path
+                raise AudioDecodeError(exc.message.replace(str(upload), clean_filename(filename)),
+                                       param="file") from None
             job_id = new_job_id()
             folder = self.store.job_dir(job_id)
             folder.mkdir(parents=True)

@@ -22,7 +22,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from starlette.datastructures import FormData, UploadFile
 
 from ... import formats
-from ...errors import InvalidOptionError, PayloadTooLargeError
+from ...errors import InvalidOptionError, NotFoundError, PayloadTooLargeError
 from ...jobs import CANCELLED, FAILED, FINISHED, Job, JobService
 from ..deps import settings_of
 from ..forms import TRANSCRIPTION_FORMATS, parse_audio_request
@@ -125,7 +125,7 @@ async def job_events(request: Request, jobs: JobService, job_id: str) -> AsyncIt
     while True:
         try:
             job = await asyncio.to_thread(jobs.store.get, job_id)
-        except Exception:  # deleted meanwhile
+        except NotFoundError:  # deleted meanwhile
             counter += 1
             yield _sse("cancelled", {"id": job_id, "status": CANCELLED, "deleted": True}, counter)
             return
