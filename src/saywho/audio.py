@@ -123,7 +123,7 @@ def stream_audio(
                     frame.pts = None  # let the resampler ignore timestamp gaps
                     for out in resampler.resample(frame):
                         yield _mono(out.to_ndarray())
-            except (av.error.EOFError, av.error.InvalidDataError, av.error.ValueError, ValueError, OSError) as exc:
+            except (av.error.EOFError, av.error.InvalidDataError, ValueError, OSError) as exc:
                 message = f"{_name(source)}: decoding stopped early ({_short(exc)}); kept what was decodable"
                 if warnings is not None:
                     warnings.append(message)
