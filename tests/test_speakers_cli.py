@@ -113,3 +113,46 @@ def test_corrupt_library_is_reported(tmp_path, capsys):
     code, _, err = run(capsys, "speakers", "list", "--speakers-db", str(db))
     assert code == 1 and "cannot be read" in err and "left as it is" in err
     assert db.read_bytes() == b"\x00garbage" * 300
+
+
+def _fake_transcribe(monkeypatch) -> list:
+    """Replace the pipeline with one that records the identifier it was given."""
+    import saywho.pipeline as pipeline
+    from saywho.types import Transcript
+
+    calls = []
+
+    def fake(path, options, *, hook=None, identifier=None, **_):
+        calls.append((options.identify, identifier))
+        return Transcript(duration=1.0, language="en", text="", segments=(), words=())
+
+    monkeypatch.setattr(pipeline, "transcribe", fake)
+    return calls
+
+
+def test_transcribe_uses_the_library_unless_no_identify(tmp_path, result_json, capsys, monkeypatch):
+    db = str(tmp_path / "lib.db")
+    audio = tmp_path / "a.wav"
+    write_wav(audio, np.zeros(16_000, np.float32))
+    calls = _fake_transcribe(monkeypatch)
+    # No library yet at an explicit path: a clear error.
+    code, _, err = run(capsys, "transcribe", str(audio), "--speakers-db", db)
+    assert code == 2 and "no speaker library" in err
+    run(capsys, "speakers", "add", "Ada", "--from-transcript", str(result_json), "--label", "Speaker_0",
+        "--speakers-db", db)
+    assert run(capsys, "transcribe", str(audio), "-q", "--speakers-db", db)[0] == 0
+    assert calls[-1][0] is True and callable(calls[-1][1])
+    assert run(capsys, "transcribe", str(audio), "-q", "--speakers-db", db, "--no-identify")[0] == 0
+    assert calls[-1] == (False, None)
+
+
+def test_transcribe_with_a_corrupt_default_library_warns(tmp_path, capsys, monkeypatch):
+    db = tmp_path / "speakers.db"
+    db.write_bytes(b"garbage" * 300)
+    monkeypatch.setenv("SAYWHO_SPEAKERS_DB", str(db))
+    audio = tmp_path / "a.wav"
+    write_wav(audio, np.zeros(16_000, np.float32))
+    calls = _fake_transcribe(monkeypatch)
+    code, _, err = run(capsys, "transcribe", str(audio), "-q")
+    assert code == 0 and "cannot be read" in err and "anonymous" in err
+    assert calls[-1] == (True, None) and db.read_bytes() == b"garbage" * 300
