@@ -59,6 +59,9 @@ class TestRecording:
     samples: np.ndarray
     reference: list[tuple[float, float, str]]  # (start, end, speaker)
     group: str  # "real" | "synth"
+    # Library entries that are this recording's own speech under another key (AMI: the
+    # same people enrolled from the other clip); left out of the library for it.
+    exclude: frozenset[str] = frozenset()
 
 
 def rttm(path: Path) -> dict[str, list[tuple[float, float, str]]]:
@@ -119,7 +122,8 @@ def real_set() -> tuple[dict[str, list[np.ndarray]], list[TestRecording]]:
             enrol[f"AMI-{spk}@{enrol_clip}"].append(cut(clips[enrol_clip], ami[enrol_clip], spk, 0, 30))
         tests.append(TestRecording(
             f"ami-{test_clip}-vs-{enrol_clip}", clips[test_clip],
-            [(a, min(b, 30), f"AMI-{s}@{enrol_clip}") for a, b, s in ami[test_clip] if a < 30], "real"))
+            [(a, min(b, 30), f"AMI-{s}@{enrol_clip}") for a, b, s in ami[test_clip] if a < 30], "real",
+            exclude=frozenset(f"AMI-{s}@{test_clip}" for _, _, s in ami[test_clip])))
     # sample.wav: enrol from the first half, test on the second.
     sample = load_audio(dia / "sample.wav").samples
     ref = rttm(dia / "sample.rttm")["sample"]
@@ -162,7 +166,7 @@ def synth_set() -> tuple[dict[str, list[np.ndarray]], list[TestRecording]]:
     return enrol, tests
 
 
-def label_truth(recording: TestRecording, diarization) -> dict[str, str]:  # noqa: ANN001
+def label_truth(recording: TestRecording, diarization) -> dict[str, str]:
     """Each diarized label -> the reference speaker it overlaps most (>= 50 % of its time)."""
     truth = {}
     for label in diarization.speakers:
@@ -181,6 +185,20 @@ def label_truth(recording: TestRecording, diarization) -> dict[str, str]:  # noq
     return truth
 
 
+def oracle_fingerprints(recording: TestRecording) -> dict[str, np.ndarray]:
+    """Each reference speaker's fingerprint from its own (non-overlapped) speech in the test
+    recording: what a perfect diarization would hand to the matcher."""
+    out = {}
+    duration = len(recording.samples) / SAMPLE_RATE
+    for speaker in dict.fromkeys(s for _, _, s in recording.reference):
+        speech = cut(recording.samples, recording.reference, speaker, 0, duration)
+        try:
+            out[speaker] = embed_reference(speech)
+        except InvalidOptionError as exc:
+            print(f"  {recording.name}/{speaker}: not scored ({exc.message})", file=sys.stderr)
+    return out
+
+
 def eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
     """(equal error rate, threshold where it is reached)."""
     best = (1.0, 0.0)
@@ -193,10 +211,93 @@ def eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
     return best[2], best[1]  # type: ignore[misc]
 
 
+def person(key: str) -> str:
+    return key.split("@")[0]
+
+
+def evaluate(known: dict[str, np.ndarray], trials: list[tuple[TestRecording, dict[str, np.ndarray], dict[str, str]]],
+             thresholds: list[float]) -> dict:
+    """EER and the identification sweep for one way of getting test fingerprints.
+
+    ``trials``: (recording, label -> fingerprint, label -> true library key).
+    """
+    target, nontarget, by_group = [], [], defaultdict(lambda: ([], []))
+    pairs = []
+    for rec, fps, truth in trials:
+        library = {k: v for k, v in known.items() if k not in rec.exclude}
+        for label, true in truth.items():
+            for key, vs in library.items():
+                c = vs.mean(axis=0)
+                score = float(np.asarray(fps[label]) @ (c / np.linalg.norm(c)))
+                is_target = person(key) == person(true)
+                (target if is_target else nontarget).append(score)
+                by_group[rec.group][0 if is_target else 1].append(score)
+                if not is_target:
+                    pairs.append((score, true, key))
+
+    def identification(threshold: float) -> dict:
+        correct = enrolled = wrong = fa = unknown = 0
+        for rec, fps, truth in trials:
+            library = {person(k): v for k, v in known.items() if k not in rec.exclude}
+            names = assign_names(fps, library, threshold)
+            for label, true in truth.items():
+                if person(true) in library:
+                    enrolled += 1
+                    got = names.get(label, (None,))[0]
+                    correct += got == person(true)
+                    wrong += got is not None and got != person(true)
+                else:
+                    unknown += 1
+                    fa += label in names
+                    continue
+                # The same speaker as an unknown voice: left out, the others still there.
+                others = {k: v for k, v in library.items() if k != person(true)}
+                unknown += 1
+                fa += label in assign_names(fps, others, threshold)
+        return {"threshold": threshold, "enrolled_trials": enrolled, "correct": correct,
+                "accuracy": correct / max(enrolled, 1), "wrong_name": wrong, "unknown_trials": unknown,
+                "false_accepts": fa, "false_accept_rate": fa / max(unknown, 1)}
+
+    rate, at = eer(np.array(target), np.array(nontarget))
+    groups = {}
+    for g, (tg, nt) in sorted(by_group.items()):
+        if tg and nt:
+            r, a = eer(np.array(tg), np.array(nt))
+            groups[g] = {"eer": r, "at": a, "target_min": min(tg), "target_median": float(np.median(tg)),
+                         "nontarget_max": max(nt), "nontarget_median": float(np.median(nt)),
+                         "target_trials": len(tg), "nontarget_trials": len(nt)}
+    pairs.sort(reverse=True)
+    return {"eer": rate, "eer_threshold": at, "target_trials": len(target), "nontarget_trials": len(nontarget),
+            "groups": groups, "sweep": [identification(t) for t in thresholds],
+            "highest_nontarget": [{"score": s, "speaker": t, "scored_as": k} for s, t, k in pairs[:6]],
+            "target_scores": target, "nontarget_scores": nontarget}
+
+
+def report(title: str, result: dict, chosen: float) -> None:
+    print(f"\n== {title}")
+    print(f"trials: {result['target_trials']} target, {result['nontarget_trials']} non-target")
+    print(f"EER (all): {100 * result['eer']:.2f} % at cosine {result['eer_threshold']:.3f}")
+    for g, r in result["groups"].items():
+        print(f"EER ({g}): {100 * r['eer']:.2f} % at {r['at']:.3f} ({r['target_trials']}/{r['nontarget_trials']} "
+              f"trials); target min {r['target_min']:.3f} median {r['target_median']:.3f}; "
+              f"non-target max {r['nontarget_max']:.3f} median {r['nontarget_median']:.3f}")
+    print(f"{'threshold':>9} {'correct name':>18} {'wrong name':>10} {'false accepts':>18}")
+    for r in result["sweep"]:
+        mark = "  <- IDENTIFY_THRESHOLD" if abs(r["threshold"] - chosen) < 1e-9 else ""
+        print(f"{r['threshold']:>9.2f} {r['correct']:>4}/{r['enrolled_trials']:<3} {100 * r['accuracy']:5.1f}% "
+              f"{r['wrong_name']:>10} {r['false_accepts']:>4}/{r['unknown_trials']:<3} "
+              f"{100 * r['false_accept_rate']:5.1f}%{mark}")
+    print("highest non-target scores:")
+    for h in result["highest_nontarget"]:
+        print(f"  {h['score']:.3f}  {h['speaker']} scored as {h['scored_as']}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threshold", type=float, default=IDENTIFY_THRESHOLD)
-    parser.add_argument("--no-synth", action="store_true")
+    parser.add_argument("--no-synth", action="store_true", help="real recordings only")
+    parser.add_argument("--diarize", action="store_true",
+                        help="also score fingerprints from the diarization pipeline (end to end; slow)")
     parser.add_argument("--json", metavar="OUT", help="write scores and results as JSON")
     args = parser.parse_args()
     if not DEV.is_dir():
@@ -214,90 +315,31 @@ def main() -> int:
             known[name] = np.stack([embed_reference(x) for x in clips])
         except InvalidOptionError as exc:  # too little speech: not enrolled, stays an unknown voice
             print(f"  not enrolled {name}: {exc.message}", file=sys.stderr)
-    print(f"enrolled {len(known)} speakers ({time.time() - t0:.0f} s)", file=sys.stderr)
+    print(f"enrolled {len(known)} ({time.time() - t0:.0f} s)", file=sys.stderr)
+    thresholds = sorted({round(x, 2) for x in np.arange(0.30, 0.72, 0.05)} | {args.threshold})
 
-    # Diarize every test recording once.
-    occurrences = []  # (recording, label, true speaker, fingerprint)
-    per_recording = []
+    oracle = []
     for rec in tests:
-        d = diarize(rec.samples)
-        truth = label_truth(rec, d)
-        per_recording.append((rec, d, truth))
-        for label, fp in d.fingerprints.items():
-            occurrences.append((rec, label, truth.get(label), np.asarray(fp)))
-        print(f"  {rec.name}: {len(d.speakers)} speakers, truth {truth}", file=sys.stderr)
-
-    # EER over all (enrolled speaker, test occurrence) scores.
-    target, nontarget, groups = [], [], defaultdict(lambda: ([], []))
-    for rec, label, true, fp in occurrences:
-        if true is None:
-            continue
-        for name, vs in known.items():
-            c = vs.mean(axis=0)
-            score = float(fp @ (c / np.linalg.norm(c)))
-            (target if name == true else nontarget).append(score)
-            groups[rec.group][0 if name == true else 1].append(score)
-    target, nontarget = np.array(target), np.array(nontarget)
-    rate, at = eer(target, nontarget)
-
-    def identification(threshold: float) -> dict[str, float | int]:
-        correct = enrolled_total = wrong_name = 0
-        fa = unknown_total = 0
-        for rec, d, truth in per_recording:
-            names = assign_names(d.fingerprints, known, threshold)
-            for label, true in truth.items():
-                if true in known:
-                    enrolled_total += 1
-                    got = names.get(label, (None,))[0]
-                    correct += got == true
-                    wrong_name += got is not None and got != true
-                else:
-                    unknown_total += 1
-                    fa += label in names
-            # leave each enrolled speaker out: it becomes an unknown voice
-            for label, true in truth.items():
-                if true in known:
-                    others = {k: v for k, v in known.items() if k != true}
-                    unknown_total += 1
-                    fa += label in assign_names(d.fingerprints, others, threshold)
-        return {"threshold": threshold, "enrolled_trials": enrolled_total, "correct": correct,
-                "accuracy": correct / max(enrolled_total, 1), "wrong_name": wrong_name,
-                "unknown_trials": unknown_total, "false_accepts": fa, "false_accept_rate": fa / max(unknown_total, 1)}
-
-    print()
-    print(f"speakers enrolled: {len(known)}; test recordings: {len(tests)}; "
-          f"scored trials: {len(target)} target, {len(nontarget)} non-target")
-    print(f"EER (all): {100 * rate:.2f} % at cosine {at:.3f}")
-    for g, (tg, nt) in sorted(groups.items()):
-        if tg and nt:
-            r, a = eer(np.array(tg), np.array(nt))
-            print(f"EER ({g}): {100 * r:.2f} % at cosine {a:.3f}; target min {min(tg):.3f} "
-                  f"median {np.median(tg):.3f}; non-target max {max(nt):.3f} median {np.median(nt):.3f}")
-    print()
-    print(f"{'threshold':>9} {'accuracy':>14} {'wrong name':>10} {'false accepts':>18}")
-    sweep = [identification(t) for t in (0.30, 0.35, 0.40, 0.45, 0.50, 0.55, 0.60, 0.65, 0.70)]
-    chosen = identification(args.threshold)
-    for r in sweep + [chosen]:
-        mark = "  <- chosen" if r is chosen else ""
-        print(f"{r['threshold']:>9.2f} {r['correct']:>4}/{r['enrolled_trials']:<3} {100 * r['accuracy']:5.1f}% "
-              f"{r['wrong_name']:>10} {r['false_accepts']:>4}/{r['unknown_trials']:<3} "
-              f"{100 * r['false_accept_rate']:5.1f}%{mark}")
-    # The highest non-target scores say which voices are near-twins.
-    worst = []
-    for rec, label, true, fp in occurrences:
-        for name, vs in known.items():
-            if true is not None and name != true:
-                c = vs.mean(axis=0)
-                worst.append((float(fp @ (c / np.linalg.norm(c))), true, name))
-    worst.sort(reverse=True)
-    print("\nhighest non-target scores:")
-    for s, true, name in worst[:6]:
-        print(f"  {s:.3f}  {true} scored as {name}")
+        fps = oracle_fingerprints(rec)
+        oracle.append((rec, fps, {k: k for k in fps}))
+    results = {"oracle": evaluate(known, oracle, thresholds)}
+    print(f"\nspeaker keys enrolled: {len(known)} ({len({person(k) for k in known})} voices); "
+          f"test recordings: {len(tests)}; threshold {args.threshold:.2f}")
+    report("test fingerprints from each speaker's reference speech (oracle segmentation)",
+           results["oracle"], args.threshold)
+    if args.diarize:
+        end_to_end = []
+        for rec in tests:
+            d = diarize(rec.samples)
+            truth = label_truth(rec, d)
+            print(f"  {rec.name}: {len(d.speakers)} speakers found, "
+                  f"{len({s for _, _, s in rec.reference})} in the reference; {truth}", file=sys.stderr)
+            end_to_end.append((rec, {k: np.asarray(v) for k, v in d.fingerprints.items()}, truth))
+        results["diarized"] = evaluate(known, end_to_end, thresholds)
+        report("test fingerprints from diarization (end to end)", results["diarized"], args.threshold)
     print(f"\n({time.time() - t0:.0f} s)")
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "eer": rate, "eer_threshold": at, "target_scores": target.tolist(), "nontarget_scores": nontarget.tolist(),
-            "sweep": sweep, "chosen": chosen}, indent=1))
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -10,13 +10,13 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from saywho.audio import write_wav  # noqa: E402
-from saywho.server.app import create_app  # noqa: E402
-from saywho.server.routers import speakers as speakers_router  # noqa: E402
-from saywho.settings import Settings  # noqa: E402
-from saywho.speakers import SpeakerLibrary  # noqa: E402
+from saywho.audio import write_wav
+from saywho.server.app import create_app
+from saywho.server.routers import speakers as speakers_router
+from saywho.settings import Settings
+from saywho.speakers import SpeakerLibrary
 
 
 class _NoInference:

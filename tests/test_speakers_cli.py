@@ -117,7 +117,7 @@ def test_corrupt_library_is_reported(tmp_path, capsys):
 
 def _fake_transcribe(monkeypatch) -> list:
     """Replace the pipeline with one that records the identifier it was given."""
-    import saywho.pipeline as pipeline
+    from saywho import pipeline
     from saywho.types import Transcript
 
     calls = []

@@ -470,7 +470,7 @@ class SpeakerLibrary:
 
     # -- identification ----------------------------------------------------------
 
-    def identifier(self, threshold: float | None = None):  # noqa: ANN201 - pipeline.Identifier
+    def identifier(self, threshold: float | None = None):
         """A ``Diarization -> {label: (name, score)}`` callable for ``pipeline.transcribe``.
 
         The library is read when the callable runs, so it sees the latest enrolments.

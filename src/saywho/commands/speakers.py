@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
-def _library(args: argparse.Namespace):  # noqa: ANN202
+def _library(args: argparse.Namespace):
     from ..speakers import SpeakerLibrary
 
     return SpeakerLibrary(args.speakers_db)
