@@ -14,6 +14,7 @@ Builds an N-minute meeting of five synthesised voices with exact reference turns
   same people across chunks (target: at most 3 points).
 
     python bench/longform_memory.py --minutes 5 15 60 --json out.json
+    python bench/longform_memory.py --minutes 5 60 180 --no-models   # the machinery alone, in minutes
 """
 
 from __future__ import annotations
@@ -73,12 +74,26 @@ def build(path: Path, minutes: float, seed: int = 0) -> list[tuple[float, float,
     return turns
 
 
-def child(audio: str, chunk_s: float, work_dir: str, out: str) -> None:
+def no_models_worker(samples: np.ndarray, options) -> object:
+    """A chunk worker without models: one speaker per chunk, to measure the long-file
+    machinery alone (streaming plan, chunk files, results, stitching)."""
+    from saywho.longform import ChunkResult
+    from saywho.types import SpeakerTurn
+
+    duration = len(samples) / 16_000
+    turn = SpeakerTurn(0.0, round(duration, 3), "Speaker_0")
+    return ChunkResult(duration=duration, segments=(turn,), speakers_detected=("Speaker_0",),
+                       fingerprints={"Speaker_0": (1.0,) + (0.0,) * 191}, words=(), language="en",
+                       exclusive=(turn,))
+
+
+def child(audio: str, chunk_s: float, work_dir: str, out: str, no_models: bool = False) -> None:
     """Run one long transcription (in a fresh process) and write its turns and timing."""
     from saywho.longform import transcribe_long
 
     start = time.monotonic()
-    transcript = transcribe_long(audio, chunk_s=chunk_s, work_dir=work_dir)
+    transcript = transcribe_long(audio, chunk_s=chunk_s, work_dir=work_dir,
+                                 processor=no_models_worker if no_models else None)
     wall = time.monotonic() - start
     assert transcript.diarization is not None
     Path(out).write_text(json.dumps({
@@ -89,11 +104,11 @@ def child(audio: str, chunk_s: float, work_dir: str, out: str) -> None:
     }))
 
 
-def measure(audio: Path, chunk_s: float, work: Path) -> dict:
+def measure(audio: Path, chunk_s: float, work: Path, no_models: bool = False) -> dict:
     """Run ``child`` in a subprocess; its result plus the child's peak RSS."""
     out = work / "result.json"
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(audio), str(chunk_s), str(work / "chunks"),
-                             str(out)])
+                             str(out)] + (["--no-models"] if no_models else []))
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
         raise SystemExit(f"child failed with status {status}")
@@ -162,10 +177,12 @@ def main() -> None:
     parser.add_argument("--chunk-minutes", type=float, default=5.0)
     parser.add_argument("--work", default="/tmp/saywho-longform-bench")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--no-models", action="store_true",
+                        help="chunks go to a worker without models: peak RSS of the long-file machinery alone")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], float(args.child[1]), args.child[2], args.child[3])
+        child(args.child[0], float(args.child[1]), args.child[2], args.child[3], args.no_models)
         return
 
     rows = []
@@ -178,7 +195,13 @@ def main() -> None:
             reference = build(audio, minutes)
             ref_path.write_text(json.dumps(reference))
         reference = [tuple(x) for x in json.loads(ref_path.read_text())]
-        data = measure(audio, args.chunk_minutes * 60, work)
+        data = measure(audio, args.chunk_minutes * 60, work, args.no_models)
+        if args.no_models:
+            row = {"minutes": minutes, "duration_s": round(data["duration"], 1), "no_models": True,
+                   "peak_rss_mb": round(data["peak_rss_mb"], 1), "wall_s": round(data["wall_s"], 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            continue
         stitched, separate = ders(reference, data, work)
         print("fingerprint similarity across chunks (min, p5, median, p95, max):",
               json.dumps(similarities(reference, work)), flush=True)

@@ -3,6 +3,7 @@ executors and truncated input (the chunk worker is a deterministic fake)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -68,7 +69,7 @@ def test_plan_cuts_in_pauses_and_covers_everything():
     plan = plan_chunks(_blocks(samples, 16_000 * 7), chunk_s=20, speech=fakes.energy_speech)
     chunks = plan.chunks
     assert chunks[0].start == 0 and chunks[-1].end == len(samples)
-    assert all(a.end == b.start for a, b in zip(chunks, chunks[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(chunks))
     assert [c.index for c in chunks] == list(range(len(chunks)))
     for c in chunks[:-1]:
         assert 18 <= c.duration_s <= 22  # target 20 s, cut within 2 s of it

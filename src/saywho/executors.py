@@ -15,7 +15,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class InlineExecutor:
         for task in tasks:
             yield task.index, ChunkResult.from_dict(run_task(task))
 
-    def __enter__(self) -> InlineExecutor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -110,7 +110,7 @@ class PoolExecutor:
                     raise BackendUnavailable(f"a chunk worker died while processing chunk {index}: {exc}") from None
                 yield index, ChunkResult.from_dict(data)
 
-    def __enter__(self) -> PoolExecutor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -139,7 +139,7 @@ class RayExecutor:
                 kwargs["address"] = address
             try:
                 ray.init(**kwargs)
-            except Exception as exc:  # connection refused, version mismatch...
+            except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch...
                 raise BackendUnavailable(f"cannot reach the Ray cluster at {address}: {exc}") from None
             self._owns = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -171,7 +171,7 @@ class RayExecutor:
                 index = pending.pop(ref)
                 yield index, ChunkResult.from_dict(ray.get(ref))
 
-    def __enter__(self) -> RayExecutor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

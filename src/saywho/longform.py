@@ -40,8 +40,8 @@ from .types import (
     Segment,
     SpeakerCount,
     SpeakerTurn,
-    Transcript,
     TranscribeOptions,
+    Transcript,
     Word,
     no_progress,
 )
@@ -211,7 +211,7 @@ def process_chunk(samples: np.ndarray, options: TranscribeOptions, *, hook: Hook
 
 def global_speakers(
     results: Sequence[ChunkResult],
-    count: SpeakerCount = SpeakerCount(),
+    count: SpeakerCount | None = None,
     *,
     threshold: float = GLOBAL_COSINE_THRESHOLD,
 ) -> tuple[list[dict[str, str]], dict[int, np.ndarray]]:
@@ -239,7 +239,7 @@ def global_speakers(
         x = np.asarray(vectors, dtype=np.float64)  # (num_local_speakers, D)
         w = np.maximum(np.asarray(weights), 1e-3)  # (num_local_speakers,) seconds of speech
         chunk_of = np.array([i for i, _ in keys])
-        labels = cluster_local_speakers(x, w, chunk_of, count, threshold=threshold)
+        labels = cluster_local_speakers(x, w, chunk_of, count or SpeakerCount(), threshold=threshold)
         for (i, label), k in zip(keys, labels, strict=True):
             mappings[i][label] = str(int(k))
         for k in range(int(labels.max()) + 1):
@@ -259,7 +259,7 @@ def cluster_local_speakers(
     fingerprints: np.ndarray,
     speech_s: np.ndarray,
     chunk_of: np.ndarray,
-    count: SpeakerCount = SpeakerCount(),
+    count: SpeakerCount | None = None,
     *,
     threshold: float = GLOBAL_COSINE_THRESHOLD,
     min_speech_s: float = MIN_GLOBAL_SPEECH_S,
@@ -273,6 +273,7 @@ def cluster_local_speakers(
     else can reach ``count.num`` / ``count.max``. A group with less than
     ``min_speech_s`` of speech is then folded into the most similar allowed group.
     """
+    count = count or SpeakerCount()
     clustering.validate_count(count)
     n = len(fingerprints)
     if n == 0:
@@ -394,7 +395,7 @@ def stitch(
         for s in r.asr_segments:
             asr_segments.append(dataclasses.replace(
                 s, id=len(asr_segments), start=r3(s.start + t0), end=r3(s.end + t0),
-                seek=s.seek + int(round(t0 * 100)),
+                seek=s.seek + round(t0 * 100),
                 words=tuple(Word(r3(w.start + t0), r3(w.end + t0), w.text, w.probability) for w in s.words),
             ))
         turns.extend(SpeakerTurn(r3(t.start + t0), r3(t.end + t0), mapping[t.speaker]) for t in r.segments)

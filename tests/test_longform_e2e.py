@@ -1,0 +1,114 @@
+"""Long-recording path end to end with the real models, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from saywho.cli import main
+from saywho.formats import transcript_from_dict
+from saywho.metrics import der
+
+from .conftest import require_tools
+
+pytestmark = pytest.mark.slow
+
+VOICES = ["flite:slt", "piper:joe", "espeak:en-us+f3", "flite:awb"]
+CHUNK_MINUTES = 0.35  # 21 s chunks
+
+
+@pytest.fixture(scope="module")
+def long_run(tmp_path_factory: pytest.TempPathFactory):
+    require_tools("flite", "espeak-ng")
+    from saywho.synth import available, conversation, demo_lines
+
+    if not available("piper:joe"):
+        pytest.skip("needs piper-tts and the bundled joe voice")
+    tmp = tmp_path_factory.mktemp("long")
+    conv = conversation(demo_lines(VOICES, 18), gap_s=0.7)  # about 75 s, four voices
+    path = conv.write(tmp / "meeting.wav")
+    out = tmp / "meeting.json"
+    work = tmp / "work"
+    rc = main(["transcribe", str(path), "--chunk-minutes", str(CHUNK_MINUTES), "--workers", "2",
+               "--work-dir", str(work), "-f", "json", "-o", str(out), "-q"])
+    assert rc == 0
+    return conv, transcript_from_dict(json.loads(out.read_text())), work
+
+
+def test_speakers_stay_the_same_people_across_chunks(long_run):
+    conv, transcript, work = long_run
+    plan = json.loads((work / "plan.json").read_text())["plan"]
+    assert len(plan["chunks"]) >= 3
+    d = transcript.diarization
+    assert d is not None
+    # Each voice is one global label in every chunk it speaks in. (Piper samples its
+    # prosody, so the audio differs a little from run to run: allow a chunk's own
+    # diarization an error, which separate short files would make as well.)
+    label_of: dict[str, Counter] = {}
+    for ref in conv.turns:
+        overlap = Counter()
+        for t in d.turns:
+            o = min(t.end, ref.end) - max(t.start, ref.start)
+            if o > 0:
+                overlap[t.speaker] += o
+        if overlap:
+            label_of.setdefault(ref.speaker, Counter())[overlap.most_common(1)[0][0]] += 1
+    for voice, labels in label_of.items():
+        _, n = labels.most_common(1)[0]
+        assert n >= 0.6 * sum(labels.values()), f"{voice} split over {labels}"
+    assert len({c.most_common(1)[0][0] for c in label_of.values()}) == len(VOICES)
+    assert len(transcript.speakers) == len(VOICES)
+    # Keeping speakers across chunks costs little against the same chunks as separate files.
+    long_der = der(list(conv.turns), list(d.turns)).der
+    assert long_der < 0.2
+    assert long_der <= _separate_files_der(conv, work) + 0.05
+    # Labels in order of first appearance; the same form as a short file's transcript.
+    first = list(dict.fromkeys(t.speaker for t in d.turns))
+    assert first == [s.label for s in transcript.speakers] == [f"Speaker_{i}" for i in range(len(first))]
+    assert transcript.words and all(w.speaker for w in transcript.words)
+    assert "spreadsheet" in transcript.text.lower()
+    assert transcript.duration == pytest.approx(conv.duration, abs=0.05)
+
+
+def _separate_files_der(conv, work: Path) -> float:
+    """Pooled DER of each chunk's own (local-label) diarization against its slice of the reference."""
+    from saywho.longform import DirectoryChunkStore
+    from saywho.metrics import pool_der
+    from saywho.types import SpeakerTurn
+
+    plan = json.loads((work / "plan.json").read_text())["plan"]
+    store = DirectoryChunkStore(work)
+    results = []
+    for c in plan["chunks"]:
+        lo, hi = c["start"] / 16_000, c["end"] / 16_000
+        ref = [SpeakerTurn(max(t.start, lo) - lo, min(t.end, hi) - lo, t.speaker)
+               for t in conv.turns if t.end > lo and t.start < hi]
+        results.append(der(ref, list(store.load_result(c["index"]).segments), uem=[(0.0, hi - lo)]))
+    return pool_der(results).der
+
+
+def test_each_stored_chunk_result_is_the_per_chunk_json(long_run):
+    _, _, work = long_run
+    results = sorted((work / "results").glob("*.json"))
+    assert results
+    for path in results:
+        d = json.loads(path.read_text())
+        assert {"duration", "segments", "speakers_detected", "fingerprints", "words", "models"} <= set(d)
+        assert set(d["fingerprints"]) == set(d["speakers_detected"])
+        assert all(abs(sum(x * x for x in v) - 1.0) < 1e-3 for v in d["fingerprints"].values())
+        assert all(0 <= s["start_s"] < s["end_s"] <= d["duration"] + 1e-3 for s in d["segments"])
+    assert not list((work / "audio").glob("*.npy"))
+
+
+def test_process_chunk_round_trips_through_json(long_run):
+    from saywho.longform import ChunkResult, chunk_options, process_chunk
+    from saywho.types import TranscribeOptions
+
+    conv, _, _ = long_run
+    samples = conv.samples[: 16_000 * 12]
+    result = process_chunk(samples, chunk_options(TranscribeOptions()))
+    assert result.speakers_detected and result.words
+    assert ChunkResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
