@@ -132,7 +132,7 @@ def _is_long(path: str, args: argparse.Namespace) -> bool:
     return duration is None or duration > _chunk_s(args) + 60.0
 
 
-def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar, identifier):  # noqa: ANN001, ANN202
+def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar, identifier):
     from ..longform import default_work_dir, transcribe_long
 
     if args.workers < 1:
