@@ -40,7 +40,9 @@ def clip(seconds: float) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=6, help="timed runs per side")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="cpu_threads for both sides")
     parser.add_argument("--seconds", type=float, default=60.0, help="clip length")
@@ -60,8 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
     def bare() -> str:
         segments, _info = model.transcribe(
-            audio, language=None, task="transcribe", beam_size=options.beam_size, temperature=options.temperature,
-            initial_prompt=None, word_timestamps=True, vad_filter=options.vad_filter,
+            audio,
+            language=None,
+            task="transcribe",
+            beam_size=options.beam_size,
+            temperature=options.temperature,
+            initial_prompt=None,
+            word_timestamps=True,
+            vad_filter=options.vad_filter,
             condition_on_previous_text=False,
         )
         texts = []
@@ -88,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     same = texts["bare faster-whisper"] == texts["saywho run_asr"]
     ratio = b / a
     print(f"median bare {a:.2f}s, saywho {b:.2f}s, ratio {ratio:.3f}, identical text: {same}")
-    rows = [[k, f"{report.median(v):.2f}", f"{min(v):.2f}", f"{max(v):.2f}", " ".join(f"{x:.2f}" for x in v)]
-            for k, v in times.items()]
+    rows = [
+        [k, f"{report.median(v):.2f}", f"{min(v):.2f}", f"{max(v):.2f}", " ".join(f"{x:.2f}" for x in v)]
+        for k, v in times.items()
+    ]
     body = (
         report.header("2. ASR overhead: saywho against bare faster-whisper", load)
         + f"Same model object (bundled tiny.en, int8, cpu_threads={args.threads}), same {args.seconds:g} s clip "

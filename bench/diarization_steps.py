@@ -55,7 +55,9 @@ def instrument(spent: dict[str, float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--long-minutes", type=float, default=5.0, help="0 to skip the long input")
     args = parser.parse_args(argv)
@@ -73,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         gap = np.zeros(8000, np.float32)
         joined = np.concatenate([x for a in files.values() for x in (a, gap)])
         reps = int(np.ceil(args.long_minutes * 60 * 16_000 / len(joined)))
-        files[f"dev x{reps} ({args.long_minutes:g} min)"] = np.tile(joined, reps)[: int(args.long_minutes * 960_000)]
+        files[f"dev x{reps} ({args.long_minutes:g} min)"] = np.tile(joined, reps)[
+            : int(args.long_minutes * 960_000)
+        ]
     segmentation.get_model()
     embedding.get_model()
     spent: dict[str, float] = defaultdict(float)
@@ -102,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: " + ", ".join(f"{k} {v:.2f}s" for k, v in med.items()), flush=True)
             rows.append(row(name, dur, med))
     short = [k for k in files if not k.startswith("dev x")]
-    rows.insert(len(short), row(f"**sum of the {len(short)} dev files**",
-                                sum(len(files[k]) for k in short) / 16_000, pooled))
+    rows.insert(
+        len(short),
+        row(f"**sum of the {len(short)} dev files**", sum(len(files[k]) for k in short) / 16_000, pooled),
+    )
     body = (
         report.header("3. Time per diarization step", load)
         + f"`saywho.diarize.diarize` on in-memory audio, models preloaded, torch CPU; median of {args.repeats} "
@@ -111,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         "`segmentation.segment`; embedding = `embedding.fbank` + `masked_frames` + `embed_frame_sets`; "
         "clustering = `clustering.cluster` + `centroids` + `assign_distinct`; other = the rest of `diarize` "
         "(normalisation, reconstruction, turns).\n\n"
-        + report.table(["file", "audio (s)", "segmentation", "embedding", "clustering", "other", "total (s)", "RTF"],
-                       rows)
+        + report.table(
+            ["file", "audio (s)", "segmentation", "embedding", "clustering", "other", "total (s)", "RTF"],
+            rows,
+        )
     )
     report.write_section("diarization_steps", body)
     return 0
@@ -120,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def row(name: str, duration: float, med: dict[str, float]) -> list[object]:
     total = med["total"]
-    cells = [f"{med[k]:.2f} ({med[k] / total:.0%})" for k in ("segmentation", "embedding", "clustering", "other")]
+    cells = [
+        f"{med[k]:.2f} ({med[k] / total:.0%})" for k in ("segmentation", "embedding", "clustering", "other")
+    ]
     return [name, f"{duration:.0f}", *cells, f"{total:.2f}", f"{total / duration:.3f}"]
 
 

@@ -89,12 +89,19 @@ def load_phase(url: str, audio: bytes, fields: dict[str, str], clients: int, sec
         t.join()
     wall = time.perf_counter() - start
     ok = [r for r in results if r[1] == 200]
-    return {"wall": wall, "latencies": [r[0] for r in ok], "errors": len(results) - len(ok),
-            "text": ok[0][2] if ok else (results[0][2] if results else ""), "codes": sorted({r[1] for r in results})}
+    return {
+        "wall": wall,
+        "latencies": [r[0] for r in ok],
+        "errors": len(results) - len(ok),
+        "text": ok[0][2] if ok else (results[0][2] if results else ""),
+        "codes": sorted({r[1] for r in results}),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--peer-venv", type=Path, default=Path("/tmp/peer-venv"))
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each load phase")
@@ -116,29 +123,68 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = resolve_asr_model(opts.model)
     tmp = tempfile.TemporaryDirectory(prefix="saywho-peer-")
     config = Path(tmp.name) / "peer.yaml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "models": [{
-            "name": "tiny.en", "path": model_dir,
-            "model_options": {"device": "cpu", "compute_type": "int8", "cpu_threads": args.threads},
-            "transcribe_options": {"beam_size": opts.beam_size, "temperature": list(opts.temperature),
-                                   "word_timestamps": True, "vad_filter": opts.vad_filter,
-                                   "condition_on_previous_text": False},
-        }],
-    }))
-    env = {**os.environ, "SAYWHO_CPU_THREADS": str(args.threads), "SAYWHO_DATA_DIR": tmp.name,
-           "OMP_NUM_THREADS": str(args.threads), "HF_HUB_OFFLINE": "1"}
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "models": [
+                    {
+                        "name": "tiny.en",
+                        "path": model_dir,
+                        "model_options": {
+                            "device": "cpu",
+                            "compute_type": "int8",
+                            "cpu_threads": args.threads,
+                        },
+                        "transcribe_options": {
+                            "beam_size": opts.beam_size,
+                            "temperature": list(opts.temperature),
+                            "word_timestamps": True,
+                            "vad_filter": opts.vad_filter,
+                            "condition_on_previous_text": False,
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    env = {
+        **os.environ,
+        "SAYWHO_CPU_THREADS": str(args.threads),
+        "SAYWHO_DATA_DIR": tmp.name,
+        "OMP_NUM_THREADS": str(args.threads),
+        "HF_HUB_OFFLINE": "1",
+    }
     sp, pp = free_port(), free_port()
     servers = {
-        "saywho": subprocess.Popen([str(report.PYTHON), "-m", "saywho", "serve", "--host", "127.0.0.1", "--port",
-                                    str(sp), "--preload", "tiny.en"], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=open(Path(tmp.name) / "saywho.log", "w")),  # noqa: SIM115 - lives with the server
-        "faster-whisper-server": subprocess.Popen([str(peer_bin), "--config", str(config), "--host", "127.0.0.1",
-                                                   "--port", str(pp)], env=env, stdout=subprocess.DEVNULL,
-                                                  stderr=open(Path(tmp.name) / "peer.log", "w")),  # noqa: SIM115
+        "saywho": subprocess.Popen(
+            [
+                str(report.PYTHON),
+                "-m",
+                "saywho",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(sp),
+                "--preload",
+                "tiny.en",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(tmp.name) / "saywho.log", "w"),  # noqa: SIM115 - lives with the server
+        ),
+        "faster-whisper-server": subprocess.Popen(
+            [str(peer_bin), "--config", str(config), "--host", "127.0.0.1", "--port", str(pp)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(tmp.name) / "peer.log", "w"),  # noqa: SIM115
+        ),
     }
     urls = {"saywho": f"http://127.0.0.1:{sp}", "faster-whisper-server": f"http://127.0.0.1:{pp}"}
-    fields = {"saywho": {"model": "tiny.en", "response_format": "json"},
-              "faster-whisper-server": {"model_name": "tiny.en", "response_format": "json"}}
+    fields = {
+        "saywho": {"model": "tiny.en", "response_format": "json"},
+        "faster-whisper-server": {"model_name": "tiny.en", "response_format": "json"},
+    }
     try:
         for name, proc in servers.items():
             try:
@@ -159,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("saywho", "faster-whisper-server", "faster-whisper-server", "saywho"):
                 r = load_phase(urls[name] + endpoint, audio, fields[name], args.clients, args.seconds)
                 phases[name].append(r)
-                print(f"{name}: {len(r['latencies'])} ok, {r['errors']} errors in {r['wall']:.1f}s", flush=True)
+                print(
+                    f"{name}: {len(r['latencies'])} ok, {r['errors']} errors in {r['wall']:.1f}s", flush=True
+                )
     finally:
         for proc in servers.values():
             proc.terminate()
@@ -176,10 +224,18 @@ def main(argv: list[str] | None = None) -> int:
         wall = sum(r["wall"] for r in rs)
         errors = sum(r["errors"] for r in rs)
         rps[name] = len(lat) / wall
-        rows.append([name, len(lat), errors, f"{wall:.0f}", f"{rps[name]:.3f}",
-                     f"{np.percentile(lat, 50):.2f}" if len(lat) else "-",
-                     f"{np.percentile(lat, 95):.2f}" if len(lat) else "-",
-                     f"{rps[name] * len(audio_from(audio_path)) / 16_000:.1f}x"])
+        rows.append(
+            [
+                name,
+                len(lat),
+                errors,
+                f"{wall:.0f}",
+                f"{rps[name]:.3f}",
+                f"{np.percentile(lat, 50):.2f}" if len(lat) else "-",
+                f"{np.percentile(lat, 95):.2f}" if len(lat) else "-",
+                f"{rps[name] * len(audio_from(audio_path)) / 16_000:.1f}x",
+            ]
+        )
         print(f"{name}: {rows[-1]}")
     ratio = rps["saywho"] / rps["faster-whisper-server"] if rps["faster-whisper-server"] else float("nan")
     same = phases["saywho"][0]["text"].strip() == phases["faster-whisper-server"][0]["text"].strip()
@@ -195,8 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         f"({len(audio_from(audio_path)) / 16_000:.1f} s) in a loop, {args.seconds:g} s per phase, "
         "phases saywho / peer / peer / saywho; in-flight requests finish at the end of a phase.\n"
         f"- Same transcript from both: {'yes' if same else 'no'}.\n\n"
-        + report.table(["server", "requests ok", "errors", "time (s)", "req/s", "p50 latency (s)",
-                        "p95 latency (s)", "audio/s"], rows)
+        + report.table(
+            [
+                "server",
+                "requests ok",
+                "errors",
+                "time (s)",
+                "req/s",
+                "p50 latency (s)",
+                "p95 latency (s)",
+                "audio/s",
+            ],
+            rows,
+        )
         + f"\n**Throughput saywho / peer: {ratio:.2f}** (target >= 1.0: {'met' if ratio >= 1.0 else 'NOT met'}).\n"
     )
     report.write_section("peer_server", body)

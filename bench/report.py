@@ -66,16 +66,24 @@ def machine() -> str:
         ram = f"{kb / 2**20:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{os.cpu_count()} CPU cores (nproc), {cpu}, {ram} RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPU cores (nproc), {cpu}, {ram} RAM, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src"], cwd=ROOT,
-                               capture_output=True, text=True, check=False).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         return head + (" (+ uncommitted changes under src/)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -141,10 +149,14 @@ def write_section(name: str, body: str) -> Path:
     """Replace (or insert, in ``ORDER``) the section ``name`` of docs/BENCHMARKS.md."""
     DOC.parent.mkdir(parents=True, exist_ok=True)
     text = DOC.read_text() if DOC.exists() else PREAMBLE
-    sections = dict(re.findall(r"<!-- bench:(\w+):begin -->\n(.*?)<!-- bench:\1:end -->\n", text, flags=re.DOTALL))
+    sections = dict(
+        re.findall(r"<!-- bench:(\w+):begin -->\n(.*?)<!-- bench:\1:end -->\n", text, flags=re.DOTALL)
+    )
     sections[name] = body.rstrip("\n") + "\n"
     names = [n for n in ORDER if n in sections] + sorted(n for n in sections if n not in ORDER)
-    out = PREAMBLE + "".join(f"\n<!-- bench:{n}:begin -->\n{sections[n]}<!-- bench:{n}:end -->\n" for n in names)
+    out = PREAMBLE + "".join(
+        f"\n<!-- bench:{n}:begin -->\n{sections[n]}<!-- bench:{n}:end -->\n" for n in names
+    )
     tmp = DOC.with_suffix(".md.tmp")
     tmp.write_text(out)
     tmp.replace(DOC)

