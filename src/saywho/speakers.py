@@ -16,6 +16,7 @@ reported with ``SpeakerLibraryError``; it is never replaced or repaired silently
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
@@ -424,7 +425,7 @@ class SpeakerLibrary:
                                      "fingerprints": prints})
         return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "dim": EMBEDDING_DIM, "speakers": speakers}
 
-    def import_(self, data: Mapping[str, Any], *, merge: bool = False) -> list[Speaker]:
+    def import_(self, data: Mapping[str, Any], *, merge: bool = False) -> builtins.list[Speaker]:
         """Add the speakers of an ``export()`` document, all or nothing.
 
         A name already in the library is refused unless ``merge`` (fingerprints are then
