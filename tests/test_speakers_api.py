@@ -151,3 +151,20 @@ def test_corrupt_database_is_reported(client, settings):
 def test_router_is_in_the_default_app(settings):
     app = create_app(settings, inference=_NoInference())
     assert {"/v1/speakers", "/v1/speakers/{speaker_id}"} <= set(app.openapi()["paths"])
+
+
+def test_server_transcriptions_use_the_library_in_its_database(settings, caplog):
+    from saywho.server import worker
+
+    assert worker._library_identifier(settings) is None  # no library yet
+    SpeakerLibrary(settings.db_path).add("Ada", voice(1), source="x")
+    identify = worker._library_identifier(settings)
+    from saywho.types import Diarization
+
+    d = Diarization(duration=1, turns=(), exclusive=(), speakers=("Speaker_0",),
+                    fingerprints={"Speaker_0": tuple(voice(1))})
+    assert identify(d) == {"Speaker_0": ("Ada", pytest.approx(1.0))}
+    settings.db_path.unlink()
+    settings.db_path.write_bytes(b"garbage" * 500)
+    assert worker._library_identifier(settings) is None
+    assert "anonymous" in caplog.text

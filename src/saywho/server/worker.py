@@ -108,7 +108,7 @@ class Worker:
             payload["options"],
             hook=ProgressScale(on_progress),
             manager=self.manager,
-            identifier=_identifier(known) if known else None,
+            identifier=_identifier(known) if known else _library_identifier(self.settings),
         )
 
     def job_transcribe(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
@@ -177,6 +177,22 @@ def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str,
         return identify.assign_names(diarization.fingerprints, references)
 
     return identifier
+
+
+def _library_identifier(settings: Any) -> Callable[[Any], Mapping[str, tuple[str, float]]] | None:
+    """Names from the speaker library in the server's database, when it holds voices."""
+    from ..errors import SpeakerLibraryError
+    from ..speakers import SpeakerLibrary
+
+    path = getattr(settings, "db_path", None)
+    if path is None:
+        return None
+    library = SpeakerLibrary(path)
+    try:
+        return library.identifier() if library.exists() and len(library) else None
+    except SpeakerLibraryError as exc:
+        logger.warning("speakers stay anonymous: %s", exc.message)
+        return None
 
 
 def _warm_diarization() -> None:
