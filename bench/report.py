@@ -106,6 +106,7 @@ class LoadSampler:
 
     def __enter__(self) -> Self:
         self.started = dt.datetime.now().astimezone()
+        self.commit = commit()
         self._thread.start()
         return self
 
@@ -134,7 +135,7 @@ def header(title: str, load: LoadSampler, *, command: str | None = None) -> str:
         f"## {title}\n\n"
         f"- Command: `{command or command_line()}`\n"
         f"- Machine: {machine()}\n"
-        f"- Date: {load.started:%Y-%m-%d %H:%M %Z}; git commit {commit()}\n"
+        f"- Date: {load.started:%Y-%m-%d %H:%M %Z}; git commit {load.commit}\n"
         f"- Load average (1 min) during the run: {load.summary()}\n\n"
     )
 
