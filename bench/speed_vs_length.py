@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                     commit=report.commit().split()[0],
                 )
                 print(f"{minutes:g} min: {r}", flush=True)
+                # Re-read first: another run (say, the 60-minute one) may have stored results meanwhile.
+                results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
                 results[f"{minutes:g}"] = r
                 RESULTS.parent.mkdir(parents=True, exist_ok=True)
                 RESULTS.write_text(json.dumps(results, indent=1) + "\n")
