@@ -129,7 +129,7 @@ class ChunkResult:
             "language_probability": self.language_probability,
             "exclusive_segments": _turn_dicts(self.exclusive),
             "asr_segments": [
-                {"id": s.id, "seek": s.seek, "start": s.start, "end": s.end, "text": s.text,
+                {"id": s.id, "num_words": len(s.words), "seek": s.seek, "start": s.start, "end": s.end, "text": s.text,
                  "tokens": list(s.tokens), "temperature": s.temperature, "avg_logprob": s.avg_logprob,
                  "compression_ratio": s.compression_ratio, "no_speech_prob": s.no_speech_prob}
                 for s in self.asr_segments
@@ -143,15 +143,20 @@ class ChunkResult:
                  w.get("speaker"))
             for w in d.get("words", ())
         )
-        asr_segments = tuple(
-            Segment(id=int(s["id"]), start=float(s["start"]), end=float(s["end"]), text=s["text"],
-                    words=tuple(w for w in words if s["start"] <= w.start and w.end <= s["end"] + 1e-6),
-                    seek=int(s.get("seek", 0)), tokens=tuple(s.get("tokens", ())),
-                    temperature=float(s.get("temperature", 0.0)), avg_logprob=float(s.get("avg_logprob", 0.0)),
-                    compression_ratio=float(s.get("compression_ratio", 0.0)),
-                    no_speech_prob=float(s.get("no_speech_prob", 0.0)))
-            for s in d.get("asr_segments", ())
-        )
+        # The words of the ASR segments, in order, are ``words`` (without speakers).
+        plain = [Word(w.start, w.end, w.text, w.probability) for w in words]
+        asr_segments = []
+        taken = 0
+        for s in d.get("asr_segments", ()):
+            n = int(s.get("num_words", 0))
+            asr_segments.append(Segment(
+                id=int(s["id"]), start=float(s["start"]), end=float(s["end"]), text=s["text"],
+                words=tuple(plain[taken: taken + n]), seek=int(s.get("seek", 0)), tokens=tuple(s.get("tokens", ())),
+                temperature=float(s.get("temperature", 0.0)), avg_logprob=float(s.get("avg_logprob", 0.0)),
+                compression_ratio=float(s.get("compression_ratio", 0.0)),
+                no_speech_prob=float(s.get("no_speech_prob", 0.0)),
+            ))
+            taken += n
         return cls(
             duration=float(d["duration"]),
             segments=_turns_from(d.get("segments", ())),
@@ -162,7 +167,7 @@ class ChunkResult:
             language=str(d.get("language", "")),
             language_probability=float(d.get("language_probability", 0.0)),
             exclusive=_turns_from(d.get("exclusive_segments", ())),
-            asr_segments=asr_segments,
+            asr_segments=tuple(asr_segments),
         )
 
 
