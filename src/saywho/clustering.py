@@ -27,6 +27,10 @@ from .types import SpeakerCount
 # dev set (AMI far-field, pyannote sample) and on synthesised 4-voice conversations,
 # where same-voice groups average > 0.55 and different voices < 0.3.
 COSINE_THRESHOLD = 0.4
+# After the cut, two speakers whose mean fingerprints (centroids) are more similar than
+# this are one voice split in two (3D-Speaker's "mer_cos" step). Centroids average out
+# the noise of short fingerprints, so this sits above COSINE_THRESHOLD.
+MERGE_THRESHOLD = 0.55
 
 
 def validate_count(count: SpeakerCount) -> None:
@@ -51,8 +55,9 @@ def cluster(
     count: SpeakerCount = SpeakerCount(),
     *,
     weights: np.ndarray | None = None,
-    threshold: float = COSINE_THRESHOLD,
+    threshold: float | None = None,
     min_cluster_weight: float = 0.0,
+    merge_threshold: float | None = None,
 ) -> np.ndarray:
     """Group fingerprints into speakers: (N, D) -> (N,) labels 0..K-1.
 
@@ -61,9 +66,11 @@ def cluster(
     *small* cluster: it is merged into the most similar large one and does not count
     as a speaker (unless no cluster is large). ``count.num`` fixes K, ``count.min`` /
     ``count.max`` bound it; otherwise the threshold decides. K never exceeds N. Labels
-    are numbered by first occurrence in ``embeddings``.
+    are numbered by first occurrence in ``embeddings``. ``threshold`` defaults to
+    ``COSINE_THRESHOLD``.
     """
     validate_count(count)
+    threshold = COSINE_THRESHOLD if threshold is None else threshold
     n = len(embeddings)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -107,7 +114,26 @@ def cluster(
                 labels = candidate
                 break
     labels = _fold_small_clusters(x, labels, w, min_cluster_weight, wanted)
+    if count.num is None:
+        floor = count.min if count.min is not None else 1
+        labels = _merge_close_clusters(x, _renumber(labels), MERGE_THRESHOLD if merge_threshold is None else merge_threshold, floor)
     return _renumber(labels)
+
+
+def _merge_close_clusters(x: np.ndarray, labels: np.ndarray, threshold: float, floor: int) -> np.ndarray:
+    """Merge the two clusters with the most similar centroids while above ``threshold``
+    (never below ``floor`` clusters)."""
+    labels = labels.copy()
+    while labels.max() + 1 > floor:
+        c = centroids(x, labels)
+        similarity = c @ c.T
+        np.fill_diagonal(similarity, -np.inf)
+        i, j = np.unravel_index(int(np.argmax(similarity)), similarity.shape)
+        if similarity[i, j] <= threshold:
+            break
+        labels[labels == max(i, j)] = min(i, j)
+        labels = _renumber(labels)
+    return labels
 
 
 def _fold_small_clusters(
