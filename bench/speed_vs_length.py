@@ -208,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         "- RTF = wall time / audio duration; peak RSS of the child process, models included.\n\n"
         + render(results)
         + (
-            f"\nNot measured yet: {', '.join(missing)} min (see the note in the summary).\n"
+            f"\nNot measured yet: {', '.join(missing)} min. Measure with `.venv/bin/python bench/speed_vs_length.py "
+            f"--minutes {' '.join(missing)}`; on the shared 2-core machine it could not finish within the "
+            "benchmarking session, so no figure is given rather than an extrapolated one.\n"
             if missing
             else ""
         )
