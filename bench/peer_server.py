@@ -250,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         f"- Load: {args.clients} concurrent clients posting `{args.file}` "
         f"({len(audio_from(audio_path)) / 16_000:.1f} s) in a loop, {args.seconds:g} s per phase, "
         "phases saywho / peer / peer / saywho; in-flight requests finish at the end of a phase.\n"
-        f"- Same transcript from both: {'yes' if same else 'no'}.\n\n"
+        f"- Same transcript from both: {'yes' if same else 'no'}.\n"
+        "- Caveats: a short run on a loaded machine gives few requests per side, so read the ratio as indicative; "
+        "the peer runs inference inside its `async def` handler (on the event loop), so it serves one request at "
+        "a time, as saywho does with its single default slot.\n\n"
         + report.table(
             [
                 "server",
