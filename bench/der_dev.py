@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no dev recordings in {args.data}: nothing to score")
         return 0
 
+    import importlib
+
     from pyannote.core import Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
-
-    import importlib
 
     from saywho import embedding, segmentation
 

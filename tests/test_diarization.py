@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 
 import numpy as np
 import pytest
@@ -194,7 +195,7 @@ def test_short_clips_do_not_fail(seconds):
 def test_pipeline_on_real_speech(dev_dir):
     from scipy.io import wavfile
 
-    sr, data = wavfile.read(dev_dir / "diarization" / "sample.wav")
+    _sr, data = wavfile.read(dev_dir / "diarization" / "sample.wav")
     audio = (data.astype(np.float32) / 32768.0)[: 15 * SAMPLE_RATE]
     events = []
     result = diarize_module.diarize(audio, hook=lambda step, **kw: events.append((step, kw)))
@@ -206,7 +207,7 @@ def test_pipeline_on_real_speech(dev_dir):
     assert firsts == sorted(firsts)
     # Exclusive turns never overlap.
     ends = [(t.start, t.end) for t in sorted(result.exclusive, key=lambda t: t.start)]
-    assert all(a[1] <= b[0] + 1e-6 for a, b in zip(ends, ends[1:]))
+    assert all(a[1] <= b[0] + 1e-6 for a, b in itertools.pairwise(ends))
     for vector in result.fingerprints.values():
         assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-4)
     # Quiet far-field gain must not change the answer.

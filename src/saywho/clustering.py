@@ -52,7 +52,7 @@ def _normalize(x: np.ndarray) -> np.ndarray:
 
 def cluster(
     embeddings: np.ndarray,
-    count: SpeakerCount = SpeakerCount(),
+    count: SpeakerCount = SpeakerCount(),  # noqa: B008 (frozen, immutable)
     *,
     weights: np.ndarray | None = None,
     threshold: float | None = None,

@@ -2,10 +2,12 @@
 
 1. segmentation: local speaker activity in sliding 10 s windows (at most 3 local
    speakers per window, 2 at once);
-2. embeddings: one fingerprint per (window, local speaker), from the frames where
-   that speaker talks alone (all of its frames when it never does);
-3. clustering: fingerprints -> global speakers, the local speakers of one window
-   going to different speakers;
+2. embeddings: one fingerprint per *piece* (a local speaker within one 1.25 s block
+   of a window, central blocks only, so each instant is embedded twice), from the
+   frames where that speaker talks alone (all of its frames when it never does);
+3. clustering: fingerprints -> global speakers, the local speakers of one (window,
+   block) going to different speakers; blocks without a piece take the label of the
+   nearest piece of the same local speaker;
 4. reconstruction: each window's activity, relabelled with global speakers, summed
    over overlapping windows; at every frame the estimated number of speakers
    (the rounded mean of the windows' local counts) keeps the most active ones;
@@ -50,7 +52,7 @@ MIN_SPEAKER_SPEECH_S = 2.0
 SILENCE_PEAK = 1e-4
 
 
-def diarize(audio: np.ndarray, options: DiarizeOptions = DiarizeOptions(), *, hook: Hook = no_progress) -> Diarization:
+def diarize(audio: np.ndarray, options: DiarizeOptions = DiarizeOptions(), *, hook: Hook = no_progress) -> Diarization:  # noqa: B008 (frozen, immutable)
     """Diarize 16 kHz mono float32 ``audio``.
 
     Labels are ``Speaker_0, Speaker_1, ...`` in order of first appearance. Silence gives
@@ -84,7 +86,9 @@ def diarize(audio: np.ndarray, options: DiarizeOptions = DiarizeOptions(), *, ho
     frame_times = float(timing.center(0)) + np.arange(num_frames) * timing.step  # (num_frames,) within a window
     frame_block = np.minimum((frame_times // BLOCK_S).astype(np.int64), blocks_per_window - 1)  # (num_frames,)
     alone = activity * (activity.sum(axis=2, keepdims=True) == 1)  # (num_windows, num_frames, local_speakers)
-    embedded_blocks = _embedded_blocks(num_windows, blocks_per_window, round(STEP_S / BLOCK_S))  # (num_windows, blocks_per_window) bool
+    embedded_blocks = _embedded_blocks(
+        num_windows, blocks_per_window, round(EMBEDDINGS_PER_INSTANT * STEP_S / BLOCK_S)
+    )  # (num_windows, blocks_per_window) bool
     features = embedding.fbank(audio)  # (feature_frames, 80)
     pieces, frame_sets, piece_speech_s = [], [], []
     for c, b in np.argwhere(embedded_blocks):
@@ -177,16 +181,17 @@ def diarize(audio: np.ndarray, options: DiarizeOptions = DiarizeOptions(), *, ho
     )
 
 
-def _embedded_blocks(num_windows: int, blocks_per_window: int, blocks_per_step: int) -> np.ndarray:
+def _embedded_blocks(num_windows: int, blocks_per_window: int, central: int) -> np.ndarray:
     """(num_windows, blocks_per_window) bool: which blocks of each window get embedded.
 
-    The central ``2 * blocks_per_step`` blocks of every window (so that each block of
-    the recording is embedded in two windows); the first window also its leading
-    blocks and the last window its trailing ones.
+    The ``central`` middle blocks of every window (``central`` = embeddings per instant
+    x blocks per step, so that each block of the recording is embedded that many
+    times, far from window edges); the first window also its leading blocks and the
+    last window its trailing ones.
     """
     chosen = np.zeros((num_windows, blocks_per_window), dtype=bool)
-    lo = max(0, (blocks_per_window - 2 * blocks_per_step) // 2)
-    hi = min(blocks_per_window, lo + 2 * blocks_per_step)  # central: [lo, hi)
+    lo = max(0, (blocks_per_window - central) // 2)
+    hi = min(blocks_per_window, lo + central)  # central: [lo, hi)
     chosen[:, lo:hi] = True
     chosen[0, :hi] = True
     chosen[-1, lo:] = True

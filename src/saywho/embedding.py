@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .errors import ModelNotFoundError
 from .types import SAMPLE_RATE

@@ -19,13 +19,13 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, pairwise
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from .errors import ModelNotFoundError
 from .types import SAMPLE_RATE
@@ -237,7 +237,7 @@ class PyanNet(nn.Module):
         self.sincnet = SincNet(stride=10)
         self.lstm = nn.LSTM(60, hidden, num_layers=lstm_layers, bidirectional=True, batch_first=True)
         sizes = [2 * hidden] + [hidden] * linear_layers
-        self.linear = nn.ModuleList([nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+        self.linear = nn.ModuleList([nn.Linear(a, b) for a, b in pairwise(sizes)])
         self.classifier = nn.Linear(sizes[-1], num_classes)
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
