@@ -25,14 +25,17 @@ logger = logging.getLogger(__name__)
 EMBEDDING_MODEL = "campplus"
 EMBEDDING_DIM = 192
 
-# Cosine similarity above which a speaker is given a known name. Chosen with
-# bench/speaker_id_calibration.py (dev set LibriSpeech + AMI + sample.wav speakers and
-# 12 synthesised voices): same-voice scores across recordings were >= 0.55 for the real
-# speakers, different-voice scores <= 0.43 for real speakers (synthetic near-twins, such
-# as espeak variants of one base voice, score higher and are not distinguishable by any
-# threshold; see the bench report). 0.50 sits in the gap, nearer the impostor side's
-# upper tail + margin than the genuine side's lower tail.
-IDENTIFY_THRESHOLD = 0.50
+# Cosine similarity from which a speaker is given a known name. Calibrated with
+# bench/speaker_id_calibration.py (results in bench/results/speaker_id_calibration.txt):
+# on the dev set's real speakers (LibriSpeech, AMI, sample.wav; 216 non-target trials)
+# different-voice scores reached at most 0.413, same-voice scores were at least 0.678
+# with diarization fingerprints (0.797 with the reference segmentation, 0.503 for 3 s
+# snippets). 0.55 sits near the middle of the 0.413-0.678 gap, leaning to the
+# impostor side, and is above every synthetic non-twin impostor score (flite rms as
+# awb: 0.514). Synthetic near-twins (espeak-ng en-us+f3 vs en-us+Annie, 0.71-0.79) are
+# not separable by any threshold that keeps real voices. The sample is small: see the
+# bench report before trusting the 2 % false-accept target.
+IDENTIFY_THRESHOLD = 0.55
 
 # Enrolment needs this much detected speech (seconds): shorter clips give fingerprints
 # too noisy to tell people apart (CAM++ same-voice scores fall quickly under ~2 s).
