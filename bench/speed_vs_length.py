@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 r.update(
                     load=round(report.median(load.samples), 1),
                     date=f"{load.started:%Y-%m-%d %H:%M}",
-                    commit=report.commit().split()[0],
+                    commit=load.commit.split()[0],
                 )
                 print(f"{minutes:g} min: {r}", flush=True)
                 # Re-read first: another run (say, the 60-minute one) may have stored results meanwhile.
