@@ -143,9 +143,10 @@ def plot(results: dict) -> None:
     minutes = [float(k) for k in keys]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(minutes, [results[k]["wall_s"] / 60 for k in keys], "o-", label="wall time")
+    a.plot(minutes, [results[k]["cpu_s"] / 60 for k in keys], "s-", label="CPU time (user + sys)")
     a.plot(minutes, minutes, "--", color="grey", label="real time")
     a.set_xlabel("audio length (min)")
-    a.set_ylabel("wall time (min)")
+    a.set_ylabel("minutes")
     a.set_title("saywho transcribe: time")
     a.legend()
     b.plot(minutes, [results[k]["peak_rss_mib"] for k in keys], "o-", color="tab:red")
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         f"- Machine: {report.machine()}\n"
         "- Each row carries its own date, commit and median load average (1 min); "
         "the machine was shared, so wall times are pessimistic.\n"
-        "- RTF = wall time / audio duration; peak RSS of the child process, models included.\n\n"
+        "- RTF = wall time / audio duration; CPU = user + system seconds of the child (less sensitive to the "
+        "machine's load than wall time); peak RSS of the child process, models included.\n\n"
         + render(results)
         + (
             f"\nNot measured yet: {', '.join(missing)} min. Measure with `.venv/bin/python bench/speed_vs_length.py "
