@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from saywho import embedding, segmentation
 
-    # The module, not the package-level `saywho.diarize` function of the same name.
-    diarize_module = importlib.import_module("saywho.diarize")
+    # The pipeline module (saywho.diarize is the package-level function).
+    diarize_module = importlib.import_module("saywho.diarization")
 
     segmentation.get_model()  # load once, outside the timings
     embedding.get_model()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/diarization_steps.py [--repeats 3] [--long-minutes 5]
 
-Runs ``saywho.diarize.diarize`` (the in-memory pipeline, models loaded beforehand)
+Runs ``saywho.diarization.diarize`` (the in-memory pipeline, models loaded beforehand)
 on each dev diarization recording and on a ``--long-minutes`` concatenation of them,
 with timers wrapped around the stage functions it calls:
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from saywho import embedding, segmentation
     from saywho.audio import load_audio
 
-    diarize_module = importlib.import_module("saywho.diarize")
+    diarize_module = importlib.import_module("saywho.diarization")
     files = {p.stem: load_audio(str(p)).samples for p in sorted(data.glob("*.wav"))}
     if not files:
         print(f"no recordings in {data}: nothing to measure")
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     body = (
         report.header("3. Time per diarization step", load)
-        + f"`saywho.diarize.diarize` on in-memory audio, models preloaded, torch CPU; median of {args.repeats} "
+        + f"`saywho.diarization.diarize` on in-memory audio, models preloaded, torch CPU; median of {args.repeats} "
         "runs per file. Each cell: seconds (share of the total). Step boundaries: segmentation = "
         "`segmentation.segment`; embedding = `embedding.fbank` + `masked_frames` + `embed_frame_sets`; "
         "clustering = `clustering.cluster` + `centroids` + `assign_distinct`; other = the rest of `diarize` "

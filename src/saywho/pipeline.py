@@ -57,7 +57,7 @@ def run_asr(
 def run_diarization(
     audio: np.ndarray, options: DiarizeOptions, *, hook: Hook = no_progress
 ) -> Diarization:
-    from .diarize import diarize as diarize_stage
+    from .diarization import diarize as diarize_stage
 
     return diarize_stage(audio, options, hook=hook)
 
