@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,17 @@ def load_model(key: str) -> Any:
 
 
 def transcribe(
-    model: Any, audio: np.ndarray, options: TranscribeOptions, *, hook: Hook = no_progress
+    model: Any,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    hook: Hook = no_progress,
+    on_segment: Callable[[Segment], None] | None = None,
 ) -> AsrResult:
-    """Run faster-whisper over a whole 16 kHz mono array and collect typed results."""
+    """Run faster-whisper over a whole 16 kHz mono array and collect typed results.
+
+    ``on_segment`` sees each segment as soon as it is decoded (for streaming).
+    """
     duration = len(audio) / SAMPLE_RATE
     if options.language and not model.model.is_multilingual and options.language != "en":
         raise InvalidOptionError(
@@ -98,6 +107,8 @@ def transcribe(
             )
         )
         words.extend(seg_words)
+        if on_segment is not None:
+            on_segment(segments[-1])
         hook("asr", completed=min(raw.end, duration), total=duration)
     hook("asr", completed=duration, total=duration)
     return AsrResult(

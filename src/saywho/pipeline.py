@@ -21,6 +21,7 @@ from .types import (
     Diarization,
     DiarizeOptions,
     Hook,
+    Segment,
     SpeakerInfo,
     Transcript,
     TranscribeOptions,
@@ -48,10 +49,10 @@ def default_manager() -> ModelManager:
 
 def run_asr(
     audio: np.ndarray, options: TranscribeOptions, *, hook: Hook = no_progress,
-    manager: ModelManager | None = None,
+    manager: ModelManager | None = None, on_segment: Callable[[Segment], None] | None = None,
 ) -> asr_stage.AsrResult:
     with (manager or default_manager()).acquire(asr_stage.model_key(options)) as model:
-        return asr_stage.transcribe(model, audio, options, hook=hook)
+        return asr_stage.transcribe(model, audio, options, hook=hook, on_segment=on_segment)
 
 
 def run_diarization(
@@ -79,14 +80,19 @@ def transcribe(
     hook: Hook | None = None,
     manager: ModelManager | None = None,
     identifier: Identifier | None = None,
+    on_segment: Callable[[Segment], None] | None = None,
 ) -> Transcript:
-    """Decode, transcribe, diarize and assign words to speakers for one recording."""
+    """Decode, transcribe, diarize and assign words to speakers for one recording.
+
+    ``on_segment`` receives each ASR segment as soon as it is decoded (before speakers
+    are known), for streaming text.
+    """
     options = options or TranscribeOptions()
     hook = hook or no_progress
     hook("decode", completed=0, total=1)
     decoded = load_audio(audio)
     hook("decode", completed=1, total=1)
-    result = run_asr(decoded.samples, options, hook=hook, manager=manager)
+    result = run_asr(decoded.samples, options, hook=hook, manager=manager, on_segment=on_segment)
     diarization = (
         run_diarization(decoded.samples, options.diarize_options, hook=hook) if options.diarize else None
     )
