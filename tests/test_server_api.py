@@ -123,6 +123,8 @@ def test_stream_diarized_events(client: openai.OpenAI, speech: dict[str, Path]) 
     assert all(s.speaker for s in segments)
     deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")
     assert deltas.split() == events[-1].text.split()
+    # Text streams while the ASR decodes, before speakers are known.
+    assert types.index("transcript.text.delta") < types.index("transcript.text.segment")
 
 
 def test_stream_plain_events(client: openai.OpenAI, speech: dict[str, Path]) -> None:

@@ -102,6 +102,9 @@ class Worker:
                 last[0] = now
                 emit({"type": "progress", "percent": round(percent, 1), "step": step})
 
+        def on_segment(segment: Any) -> None:  # streaming: text as soon as it is decoded
+            emit({"type": "text", "text": segment.text})
+
         known = payload.get("known") or {}
         return transcribe(
             payload["samples"],
@@ -109,6 +112,7 @@ class Worker:
             hook=ProgressScale(on_progress),
             manager=self.manager,
             identifier=_identifier(known) if known else _library_identifier(self.settings),
+            on_segment=on_segment if payload.get("stream") else None,
         )
 
     def job_transcribe(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:

@@ -39,7 +39,8 @@ async def _handle(request: Request, *, task: str, allowed: tuple[str, ...]) -> R
                                        diarize=False if task == "translate" else None)
     samples = await forms.read_audio(parsed.file, settings)
     known = await forms.known_speakers(parsed, settings)
-    payload = {"samples": samples, "options": parsed.options, "known": known, "fault": fault(request)}
+    payload = {"samples": samples, "options": parsed.options, "known": known, "fault": fault(request),
+               "stream": parsed.stream}
     deadline = settings.deadline_for(len(samples) / 16_000)
     ticket = inference.admit()  # 429 now, before a stream has started
     if parsed.stream:
@@ -60,21 +61,31 @@ def _sse(event: dict[str, Any]) -> str:
     return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
 
 
-def stream_events(transcript: Transcript, response_format: str) -> list[dict[str, Any]]:
-    """OpenAI's streaming events for a finished transcript (deltas, speaker segments, done)."""
+def stream_events(transcript: Transcript, response_format: str, *, deltas_sent: bool = False) -> list[dict[str, Any]]:
+    """OpenAI's closing events for a finished transcript: speaker segments and done.
+
+    Text deltas are normally streamed while the ASR decodes (``deltas_sent``); when
+    none were, they are sent here first so the stream always carries the whole text.
+    """
     events: list[dict[str, Any]] = []
     if response_format == "diarized_json":
         body = formats.diarized_json(transcript)
         for i, segment in enumerate(body["segments"]):
-            text = segment["text"] if i == 0 else " " + segment["text"].lstrip()
-            events.append({"type": "transcript.text.delta", "delta": text, "segment_id": segment["id"]})
+            if not deltas_sent:
+                text = segment["text"] if i == 0 else " " + segment["text"].lstrip()
+                events.append({"type": "transcript.text.delta", "delta": text, "segment_id": segment["id"]})
             events.append(segment)  # already {"type": "transcript.text.segment", id, start, end, text, speaker}
-    else:
+    elif not deltas_sent:
         for i, segment in enumerate(transcript.segments):
             text = segment.text.strip()
             events.append({"type": "transcript.text.delta", "delta": text if i == 0 else " " + text})
     events.append({"type": "transcript.text.done", "text": transcript.text})
     return events
+
+
+def _delta(text: str, first: bool) -> dict[str, Any]:
+    text = text.strip()
+    return {"type": "transcript.text.delta", "delta": text if first else " " + text}
 
 
 async def _events(inference: Any, payload: dict[str, Any], deadline: float, ticket: Any,
@@ -90,14 +101,20 @@ async def _events(inference: Any, payload: dict[str, Any], deadline: float, tick
     task.add_done_callback(lambda _: progress.put_nowait(None))
     try:
         yield ": started\n\n"
+        deltas = 0
         while (item := await progress.get()) is not None:
+            if item.get("type") == "text":  # an ASR segment just decoded
+                if item.get("text", "").strip():
+                    yield _sse(_delta(item["text"], first=deltas == 0))
+                    deltas += 1
+                continue
             yield f": progress {item.get('percent', 0)} {item.get('step', '')}\n\n"
         try:
             transcript = task.result()
         except SaywhoError as exc:
             yield f"event: error\ndata: {json.dumps(error_body(exc.message, exc.status_code, code=exc.code, param=exc.param))}\n\n"
             return
-        for event in stream_events(transcript, parsed.response_format):
+        for event in stream_events(transcript, parsed.response_format, deltas_sent=deltas > 0):
             yield _sse(event)
     finally:
         if not task.done():
