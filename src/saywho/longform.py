@@ -58,11 +58,11 @@ __all__ = [
 
 # Chunk-level fingerprints are means over a chunk's speech, cleaner than the
 # per-window ones diarize clusters, so groups of them are cut higher than
-# clustering.COSINE_THRESHOLD (0.4): on synthesised five-voice meetings (three of
-# them flite voices, which sound alike) same-voice pairs across chunks score 0.6-0.9
-# and different voices up to 0.45-0.5; at 0.4 two flite voices were merged.
-# bench/longform_memory.py prints both distributions for its recordings.
-GLOBAL_COSINE_THRESHOLD = 0.5
+# clustering.COSINE_THRESHOLD (0.4). Measured across chunks (bench/longform_memory.py
+# prints it): 5-minute chunks of five synthesised voices, same voice 0.976-0.994,
+# different voices 0.02-0.55; 20-second chunks, same voice 0.62-0.98. 0.4 merged two
+# flite voices (0.44); 0.6 sits in the gap of both.
+GLOBAL_COSINE_THRESHOLD = 0.6
 # A global speaker needs this much speech over the whole recording to stand alone.
 MIN_GLOBAL_SPEECH_S = 2.0
 
@@ -608,8 +608,9 @@ def transcribe_long(
     total=n)``. ``processor`` replaces ``process_chunk`` (tests; must be picklable
     for a pool or Ray). ``identifier`` names speakers as in ``pipeline.transcribe``.
     """
-    from .executors import ChunkTask, make_executor
+    from .executors import ChunkTask, limit_malloc_arenas, make_executor
 
+    limit_malloc_arenas()  # before decoding threads and models: see its docstring
     options = options or TranscribeOptions()
     hook = hook or no_progress
     processor = processor or process_chunk
