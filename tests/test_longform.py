@@ -321,3 +321,38 @@ def test_ray_gives_the_same_transcript_as_the_pool(tone_file):
     finally:
         ray.shutdown()
     assert _comparable(on_ray) == _comparable(pooled)
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_routes_long_files_and_keeps_the_work_dir_it_was_given(tone_file, tmp_path, monkeypatch, capsys):
+    from saywho import longform
+    from saywho.cli import main
+
+    monkeypatch.setattr(longform, "process_chunk", fakes.fake_process_chunk)
+    path, _ = tone_file
+    out, work = tmp_path / "out.json", tmp_path / "work"
+    rc = main(["transcribe", str(path), "--chunk-minutes", "0.34", "--work-dir", str(work), "-l", "en",
+               "--no-identify", "-f", "json", "-o", str(out), "-q"])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert [s["label"] for s in data["speakers"]] == [f"Speaker_{i}" for i in range(4)]
+    assert len(DirectoryChunkStore(work).finished()) >= 6
+    # Resuming a finished job runs nothing and gives the same result.
+    monkeypatch.setattr(longform, "process_chunk", None)
+    rc = main(["transcribe", str(path), "--chunk-minutes", "0.34", "--work-dir", str(work), "--resume",
+               "-l", "en", "--no-identify", "-f", "json", "-o", str(tmp_path / "again.json"), "-q"])
+    assert rc == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["segments"] == data["segments"]
+
+
+def test_cli_help_lists_the_long_recording_options(capsys):
+    from saywho.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["transcribe", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--chunk-minutes", "--workers", "--ray ADDRESS", "SAYWHO_RAY_ADDRESS", "--work-dir", "--resume"):
+        assert option in text
