@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from saywho.audio import load_audio
-from saywho.diarize import diarize
+from saywho.diarization import diarize
 from saywho.errors import InvalidOptionError
 from saywho.identify import IDENTIFY_THRESHOLD, assign_names, embed_reference
 from saywho.types import SAMPLE_RATE
@@ -211,6 +211,21 @@ def eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
     return best[2], best[1]  # type: ignore[misc]
 
 
+def piece_fingerprints(recording: TestRecording, piece_s: float) -> list[tuple[str, np.ndarray]]:
+    """(speaker, fingerprint) of consecutive ``piece_s`` stretches of each speaker's
+    reference speech: many shorter, harder trials (what a brief speaker gives)."""
+    from saywho import embedding
+
+    out = []
+    duration = len(recording.samples) / SAMPLE_RATE
+    step = int(piece_s * SAMPLE_RATE)
+    for speaker in dict.fromkeys(s for _, _, s in recording.reference):
+        speech = cut(recording.samples, recording.reference, speaker, 0, duration)
+        for i in range(len(speech) // step):
+            out.append((speaker, embedding.embed(speech[i * step:(i + 1) * step])[0]))
+    return out
+
+
 def person(key: str) -> str:
     return key.split("@")[0]
 
@@ -237,7 +252,9 @@ def evaluate(known: dict[str, np.ndarray], trials: list[tuple[TestRecording, dic
 
     def identification(threshold: float) -> dict:
         correct = enrolled = wrong = fa = unknown = 0
+        per_group: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # correct, enrolled, fa, unknown
         for rec, fps, truth in trials:
+            g = per_group[rec.group]
             library = {person(k): v for k, v in known.items() if k not in rec.exclude}
             names = assign_names(fps, library, threshold)
             for label, true in truth.items():
@@ -245,16 +262,24 @@ def evaluate(known: dict[str, np.ndarray], trials: list[tuple[TestRecording, dic
                     enrolled += 1
                     got = names.get(label, (None,))[0]
                     correct += got == person(true)
+                    g[0] += got == person(true)
+                    g[1] += 1
                     wrong += got is not None and got != person(true)
                 else:
                     unknown += 1
                     fa += label in names
+                    g[2] += label in names
+                    g[3] += 1
                     continue
                 # The same speaker as an unknown voice: left out, the others still there.
                 others = {k: v for k, v in library.items() if k != person(true)}
+                accepted = label in assign_names(fps, others, threshold)
                 unknown += 1
-                fa += label in assign_names(fps, others, threshold)
-        return {"threshold": threshold, "enrolled_trials": enrolled, "correct": correct,
+                fa += accepted
+                g[2] += accepted
+                g[3] += 1
+        return {"groups": {k: {"correct": v[0], "enrolled_trials": v[1], "false_accepts": v[2],
+                               "unknown_trials": v[3]} for k, v in sorted(per_group.items())},"threshold": threshold, "enrolled_trials": enrolled, "correct": correct,
                 "accuracy": correct / max(enrolled, 1), "wrong_name": wrong, "unknown_trials": unknown,
                 "false_accepts": fa, "false_accept_rate": fa / max(unknown, 1)}
 
@@ -286,7 +311,9 @@ def report(title: str, result: dict, chosen: float) -> None:
         mark = "  <- IDENTIFY_THRESHOLD" if abs(r["threshold"] - chosen) < 1e-9 else ""
         print(f"{r['threshold']:>9.2f} {r['correct']:>4}/{r['enrolled_trials']:<3} {100 * r['accuracy']:5.1f}% "
               f"{r['wrong_name']:>10} {r['false_accepts']:>4}/{r['unknown_trials']:<3} "
-              f"{100 * r['false_accept_rate']:5.1f}%{mark}")
+              f"{100 * r['false_accept_rate']:5.1f}%  "
+              + "  ".join(f"{k}: {v['correct']}/{v['enrolled_trials']} right, {v['false_accepts']}/{v['unknown_trials']} FA"
+                          for k, v in r["groups"].items()) + mark)
     print("highest non-target scores:")
     for h in result["highest_nontarget"]:
         print(f"  {h['score']:.3f}  {h['speaker']} scored as {h['scored_as']}")
@@ -298,6 +325,8 @@ def main() -> int:
     parser.add_argument("--no-synth", action="store_true", help="real recordings only")
     parser.add_argument("--diarize", action="store_true",
                         help="also score fingerprints from the diarization pipeline (end to end; slow)")
+    parser.add_argument("--piece-s", type=float, default=3.0,
+                        help="also score each test speaker's speech in pieces this long (0: off)")
     parser.add_argument("--json", metavar="OUT", help="write scores and results as JSON")
     args = parser.parse_args()
     if not DEV.is_dir():
@@ -327,6 +356,14 @@ def main() -> int:
           f"test recordings: {len(tests)}; threshold {args.threshold:.2f}")
     report("test fingerprints from each speaker's reference speech (oracle segmentation)",
            results["oracle"], args.threshold)
+    if args.piece_s > 0:
+        pieces = []
+        for rec in tests:
+            for i, (speaker, fp) in enumerate(piece_fingerprints(rec, args.piece_s)):
+                pieces.append((rec, {f"{speaker}#{i}": fp}, {f"{speaker}#{i}": speaker}))
+        results["pieces"] = evaluate(known, pieces, thresholds)
+        report(f"test fingerprints from {args.piece_s:g} s pieces of each speaker's speech (one piece a trial)",
+               results["pieces"], args.threshold)
     if args.diarize:
         end_to_end = []
         for rec in tests:
