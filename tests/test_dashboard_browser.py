@@ -3,8 +3,9 @@
 A real server (uvicorn on 127.0.0.1) serves the real front end and API; only the
 transcriber is scripted, replaying the reference turns of a synthesised conversation,
 so the browser sees real speech audio and a realistic transcript in seconds.
-Screenshots go to ``artifacts/screenshots/``; the overview is copied to
-``docs/img/dashboard.png`` for the README.
+The last test runs the real pipeline behind the same front end. Screenshots go to
+``artifacts/screenshots/``; the real run's overview is copied to ``docs/img/dashboard.png``
+for the README.
 """
 
 from __future__ import annotations
@@ -210,9 +211,6 @@ def test_upload_watch_progress_explore_rename_and_export(page, server, recording
     for fmt in ("vtt", "txt", "json", "diarized_json", "rttm"):
         assert page.locator(f"#downloads a[data-format='{fmt}']").count() == 1
     shot(page, "renamed")
-    docs = ROOT / "docs" / "img"
-    docs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SHOTS / "dashboard.png", docs / "dashboard.png")
 
 
 def test_a_failed_job_shows_its_error(page, server, recording) -> None:
@@ -243,3 +241,68 @@ def test_a_file_that_is_not_audio_shows_an_error_and_leaves_nothing(page, server
     assert jobs_after == jobs_before
     assert job_files(server) == files_before
     shot(page, "bad-upload")
+
+
+@pytest.fixture(scope="module")
+def real_server(tmp_path_factory):
+    """The same server with the real pipeline behind the jobs (no scripted transcriber)."""
+    data = tmp_path_factory.mktemp("real")
+    settings = Settings(data_dir=data, db_path=data / "server.db")
+    app = create_app(settings, inference=_NoInference())
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "settings": settings}
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.slow
+def test_real_pipeline_end_to_end_in_the_browser(browser, real_server, recording) -> None:
+    """Upload -> real ASR and diarization -> speakers, timeline, seek, rename, SRT."""
+    path, lines = recording
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        page.goto(real_server["url"] + "/")
+        record_progress(page)
+        drop_file(page, path)
+        page.wait_for_selector("#job-view:not([hidden])")
+        page.wait_for_function("document.querySelector('#progress-text').dataset.percent === '100'",
+                               timeout=300_000)
+        percents = page.evaluate("window.__percents.filter((p) => !Number.isNaN(p))")
+        assert percents == sorted(percents) and percents[-1] == 100
+        page.wait_for_selector("#result:not([hidden])")
+        voices = len({x[2] for x in lines})
+        assert page.locator("#speakers .speaker").count() == voices
+        assert page.locator("#timeline .row").count() == voices
+        text = page.inner_text("#transcript").lower()
+        assert "budget" in text and "thursday" in text
+        page.wait_for_function("document.querySelector('#player').readyState >= 1", timeout=10_000)
+        target = page.locator("#transcript .line").nth(2)
+        start = float(target.get_attribute("data-start"))
+        target.click()
+        assert page.evaluate("document.querySelector('#player').currentTime") == pytest.approx(start, abs=0.3)
+        page.evaluate("document.querySelector('#player').pause()")
+        shot(page, "dashboard-real")
+        docs = ROOT / "docs" / "img"  # the README shows what the real pipeline gave
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHOTS / "dashboard-real.png", docs / "dashboard.png")
+        page.click("#speakers .speaker[data-label='Speaker_1'] .name")
+        page.fill("#speakers .speaker[data-label='Speaker_1'] input[type=text]", "Grace Hopper")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#speakers .speaker[data-label='Speaker_1'] .name:text('Grace Hopper')")
+        with page.expect_download() as download:
+            page.click("#downloads a[data-format='srt']")
+        srt = Path(download.value.path()).read_text(encoding="utf-8")
+        assert "[Grace Hopper]" in srt and "[Speaker_1]" not in srt
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors: {errors}"
