@@ -230,3 +230,23 @@ def test_models_load_strictly():
     assert vectors.shape == (3, 192)
     assert np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-5)
     assert not vectors[2].any()  # no full frame in that span
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("second", ["flite:rms", "flite:awb"])
+def test_two_similar_voices_in_one_window_stay_two(second: str) -> None:
+    """Under 10 s, two flite voices whose fingerprints look alike (cosine ~0.44, above the
+    clustering threshold): the segmentation tells them apart, so they stay two speakers."""
+    import shutil
+
+    if shutil.which("flite") is None:
+        pytest.skip("needs flite")
+    from saywho.synth import SENTENCES, conversation
+
+    conv = conversation([("flite:slt", SENTENCES[0]), (second, SENTENCES[1])])
+    d = diarize_module.diarize(conv.samples)
+    assert d.speakers == ("Speaker_0", "Speaker_1")
+    first, other = conv.turns
+    mid = lambda a, b: (a + b) / 2  # noqa: E731
+    owner = lambda t: next(x.speaker for x in d.exclusive if x.start <= t <= x.end)  # noqa: E731
+    assert owner(mid(first.start, first.end)) != owner(mid(other.start, other.end))

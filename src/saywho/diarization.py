@@ -23,7 +23,7 @@ import numpy as np
 
 from . import clustering, embedding, segmentation
 from .errors import InvalidOptionError
-from .types import SAMPLE_RATE, Diarization, DiarizeOptions, Hook, SpeakerTurn, no_progress
+from .types import SAMPLE_RATE, Diarization, DiarizeOptions, SpeakerCount, Hook, SpeakerTurn, no_progress
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,7 @@ def diarize(audio: np.ndarray, options: DiarizeOptions = DiarizeOptions(), *, ho
         min_cluster_weight=MIN_SPEAKER_SPEECH_S,
     )  # (num_reliable,)
     centroids = clustering.centroids(fingerprints[reliable], labels)  # (num_speakers, 192)
+    centroids = _seeded_centroids(centroids, options.speakers, alone, timing.step, pieces_arr, fingerprints)
     num_speakers = len(centroids)
     group = pieces_arr[:, 0] * blocks_per_window + pieces_arr[:, 1]  # (num_pieces,) flat (window, block)
     similarity = np.full((num_windows * blocks_per_window, num_local, num_speakers), -2.0)
@@ -214,6 +215,41 @@ def _spread_labels(
                 nearest = known[np.argmin(np.abs(blocks[:, None] - known[None, :]), axis=1)]
                 out[c, s] = out[c, s][nearest]
     return out
+
+
+def _seeded_centroids(
+    centroids: np.ndarray,
+    count: SpeakerCount,
+    alone: np.ndarray,
+    frame_step: float,
+    pieces: np.ndarray,
+    fingerprints: np.ndarray,
+) -> np.ndarray:
+    """More centroids when the segmentation has told apart more people than clustering found.
+
+    A window whose local speakers each speak alone for at least ``MIN_SPEAKER_SPEECH_S``
+    holds that many different people (the segmentation model is trained to tell speakers
+    apart within a window), even when their fingerprints look alike (two similar voices
+    in a short recording). Their mean fingerprints in that window then seed the
+    centroids. A given ``num`` or ``max`` still wins.
+    """
+    if count.num is not None:
+        return centroids
+    clean_s = alone.sum(axis=1) * frame_step  # (num_windows, local_speakers)
+    distinct = (clean_s >= MIN_SPEAKER_SPEECH_S).sum(axis=1)  # (num_windows,)
+    wanted = int(distinct.max(initial=0))
+    if count.max is not None:
+        wanted = min(wanted, count.max)
+    if wanted <= len(centroids):
+        return centroids
+    richest = int(np.argmax(np.where(distinct == distinct.max(), clean_s.sum(axis=1), -1.0)))
+    seeds = []
+    for s in np.flatnonzero(clean_s[richest] >= MIN_SPEAKER_SPEECH_S):
+        members = (pieces[:, 0] == richest) & (pieces[:, 2] == s)
+        if members.any():
+            mean = fingerprints[members].mean(axis=0)
+            seeds.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+    return np.stack(seeds) if len(seeds) > len(centroids) else centroids
 
 
 def _normalized(audio: np.ndarray) -> np.ndarray:
