@@ -179,7 +179,8 @@ def test_speech_every_format(client: openai.OpenAI) -> None:
     assert 2.0 < reference < 10.0
     for fmt in ("mp3", "opus", "aac", "flac", "pcm"):
         data = client.audio.speech.create(model="tts-1", voice="nova", input=SENTENCE, response_format=fmt).content
-        assert abs(_duration(fmt, data) - reference) < 0.15, fmt
+        # Piper samples its phoneme durations (noise_w), so two syntheses differ slightly.
+        assert abs(_duration(fmt, data) - reference) < 0.4, fmt
     fast = client.audio.speech.create(model="tts-1", voice="en_US-joe-medium", input=SENTENCE,
                                       response_format="pcm", speed=2.0).content
     assert _duration("pcm", fast) < 0.8 * reference

@@ -5,11 +5,23 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-# OpenMP threads that spin while waiting make torch's LSTM and convolutions 5-15x
-# slower whenever another process shares the cores (measured: segmentation of 2 min
-# took 34-64 s instead of 5 s on 2 busy cores). Sleeping waiters cost nothing when the
-# machine is quiet. It must be set before torch loads OpenMP; users may override it.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+def _cores_are_busy() -> bool:
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        return False
+
+
+# OpenMP threads that spin while waiting make torch's LSTM and convolutions 2-15x
+# slower when another process holds the cores (2 min of diarization: 17 s instead of
+# 9 s with one core busy; 34-64 s on a machine loaded 6x), while on idle cores spinning
+# is twice as fast (5 s against 9 s). So: sleep-waiting only when the cores are already
+# busy as saywho starts. It must be decided before torch loads OpenMP; an explicit
+# OMP_WAIT_POLICY is left alone.
+if "OMP_WAIT_POLICY" not in os.environ and _cores_are_busy():
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 __version__ = "0.1.0"
 

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--num-speakers", type=int, metavar="N", help="exact number of speakers")
     g.add_argument("--min-speakers", type=int, metavar="A", help="at least this many speakers")
     g.add_argument("--max-speakers", type=int, metavar="B", help="at most this many speakers")
-    p.add_argument("--beam-size", type=int, default=5, help="decoder beam size (default: 5)")
+    p.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-identify", action="store_true", help="keep Speaker_N labels: no names from the library")
     g.add_argument("--speakers-db", metavar="PATH", help="speaker library (default: $SAYWHO_SPEAKERS_DB or "
                    "<data dir>/saywho/speakers.db)")
-    p.add_argument("--beam-size", type=int, default=5, help="decoder beam size (default: 5)")
+    p.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
