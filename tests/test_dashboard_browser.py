@@ -11,6 +11,7 @@ for the README.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import socket
@@ -79,18 +80,26 @@ def server(tmp_path_factory, recording):
     app = create_app(settings, inference=_NoInference())
     _, lines = recording
     app.state.jobs.runner.transcriber = ScriptedTranscriber(lines, chunk_s=5.0, delay_s=0.4)
+    with serving(app) as url:
+        yield {"url": url, "app": app, "settings": settings, "lines": lines}
+
+
+@contextlib.contextmanager
+def serving(app):
+    """Run ``app`` with uvicorn on a free loopback port; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not srv.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "app": app, "settings": settings, "lines": lines}
-    srv.should_exit = True
-    thread.join(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -249,17 +258,8 @@ def real_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("real")
     settings = Settings(data_dir=data, db_path=data / "server.db")
     app = create_app(settings, inference=_NoInference())
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "settings": settings}
-    srv.should_exit = True
-    thread.join(10)
+    with serving(app) as url:
+        yield {"url": url, "settings": settings}
 
 
 @pytest.mark.slow
