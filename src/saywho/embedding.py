@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import models
 from .errors import ModelNotFoundError
 from .types import SAMPLE_RATE
 
@@ -252,7 +252,6 @@ class CAMPPlus(nn.Module):
 
 def load_embedding_model(path: str | Path | None = None) -> CAMPPlus:
     """Build CAM++ and load 3D-Speaker's checkpoint strictly (a plain state dict)."""
-    from . import models
 
     path = Path(path) if path is not None else models.embedding_weights()
     if not path.is_file():
@@ -265,18 +264,8 @@ def load_embedding_model(path: str | Path | None = None) -> CAMPPlus:
     return model.eval()
 
 
-_model_lock = threading.Lock()
-_model: CAMPPlus | None = None
-
-
-def get_model() -> CAMPPlus:
-    """The process-wide CAM++ model, loaded once on first use."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            _model = load_embedding_model()
-            logger.info("loaded embedding model")
-        return _model
+# The process-wide CAM++ model, loaded once on first use.
+get_model = models.process_wide(load_embedding_model)
 
 
 # ---------------------------------------------------------------------------

