@@ -90,7 +90,7 @@ def wait_ready(url: str, timeout: float = 300) -> dict:
     raise SystemExit(f"server at {url} not ready after {timeout} s")
 
 
-def one_request(client, kind: str, clip: bytes) -> None:  # noqa: ANN001 - openai.OpenAI
+def one_request(client, kind: str, clip: bytes) -> None:
     if kind == "transcribe":
         r = client.audio.transcriptions.create(file=("clip.wav", clip), model="whisper-1")
         assert r.text

@@ -76,6 +76,17 @@ def test_fbank_shape_and_known_value():
     assert float(feats[10, 27]) == pytest.approx(6.25953, abs=2e-3)
 
 
+def test_fbank_in_blocks_equals_fbank_at_once(monkeypatch):
+    # Long inputs are computed a block of frames at a time (bounded memory); the frames
+    # are independent, so the blocks must give the features of the whole.
+    audio = (0.1 * np.random.default_rng(0).standard_normal(SAMPLE_RATE * 13 + 77)).astype(np.float32)
+    monkeypatch.setattr(embedding, "FBANK_BLOCK_FRAMES", 10**9)
+    whole = embedding.fbank(audio)
+    for block in (1, 97, 300, len(whole) - 1, len(whole)):
+        monkeypatch.setattr(embedding, "FBANK_BLOCK_FRAMES", block)
+        assert torch.allclose(embedding.fbank(audio), whole, rtol=0, atol=1e-5), block  # BLAS rounding
+
+
 def test_fbank_of_too_short_audio_is_empty():
     assert embedding.fbank(np.zeros(100, dtype=np.float32)).shape == (0, 80)
 
@@ -247,6 +258,6 @@ def test_two_similar_voices_in_one_window_stay_two(second: str) -> None:
     d = diarize_module.diarize(conv.samples)
     assert d.speakers == ("Speaker_0", "Speaker_1")
     first, other = conv.turns
-    mid = lambda a, b: (a + b) / 2  # noqa: E731
-    owner = lambda t: next(x.speaker for x in d.exclusive if x.start <= t <= x.end)  # noqa: E731
+    mid = lambda a, b: (a + b) / 2
+    owner = lambda t: next(x.speaker for x in d.exclusive if x.start <= t <= x.end)
     assert owner(mid(first.start, first.end)) != owner(mid(other.start, other.end))

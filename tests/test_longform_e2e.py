@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -118,3 +122,35 @@ def test_process_chunk_round_trips_through_json(long_run):
     result = process_chunk(samples, chunk_options(TranscribeOptions()))
     assert result.speakers_detected and result.words
     assert ChunkResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+
+
+def test_a_ray_cluster_with_the_real_models_gives_the_pools_transcript(long_run, tmp_path):
+    # The same file and settings as `long_run` (a pool of 2 workers), this time on a Ray
+    # cluster started apart (`ray start --head`, 2 CPUs) and joined by address, through
+    # `saywho transcribe --ray ADDRESS` in its own process: the same transcript.
+    pytest.importorskip("ray")
+    ray_cli = Path(sys.executable).with_name("ray")
+    if not ray_cli.exists():
+        pytest.skip("the ray command is not installed beside this python")
+    _, pooled, work = long_run
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "ray.json"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([str(ray_cli), "start", "--head", "--num-cpus=2", f"--port={port}", "--node-ip-address=127.0.0.1",
+                    "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True, timeout=180, env=env)
+    try:
+        r = subprocess.run([sys.executable, "-m", "saywho", "transcribe", str(work.parent / "meeting.wav"),
+                            "--chunk-minutes", str(CHUNK_MINUTES), "--ray", f"127.0.0.1:{port}",
+                            "--work-dir", str(tmp_path / "work"), "-f", "json", "-o", str(out), "-q"],
+                           capture_output=True, text=True, timeout=600, env=env, check=False)
+    finally:
+        subprocess.run([str(ray_cli), "stop", "--force"], capture_output=True, timeout=120, env=env, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    on_ray = transcript_from_dict(json.loads(out.read_text()))
+    assert on_ray.diarization is not None and pooled.diarization is not None
+    assert on_ray.diarization.turns == pooled.diarization.turns
+    assert on_ray.words == pooled.words
+    assert on_ray.text == pooled.text

@@ -86,3 +86,31 @@ def test_local_directory_must_hold_a_model(tmp_path) -> None:
         resolve_asr_model(str(tmp_path))
     (tmp_path / "model.bin").write_bytes(b"x")
     assert resolve_asr_model(str(tmp_path)) == str(tmp_path)
+
+
+# --- the blocked Whisper feature extractor ------------------------------------------------
+
+
+@pytest.mark.parametrize("samples", [0, 150, 199, 200, 201, 401, 16_000, 16_000 * 31 + 17])
+def test_blocked_whisper_features_equal_faster_whispers(samples, monkeypatch) -> None:
+    # asr.load_model gives WhisperModel a feature extractor that works a block of frames
+    # at a time (the whole spectrogram of a 5-minute chunk took 250 MB): same values.
+    np = pytest.importorskip("numpy")
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    from saywho import asr
+
+    monkeypatch.setattr(asr, "FEATURE_BLOCK_FRAMES", 700)
+    audio = (0.1 * np.random.default_rng(samples).standard_normal(samples)).astype(np.float32)
+    original, blocked = FeatureExtractor(), asr._blocked_feature_extractor(FeatureExtractor())
+    assert np.array_equal(blocked(audio), original(audio))
+    assert np.array_equal(blocked(audio, chunk_length=20), original(audio, chunk_length=20))
+    assert (blocked.n_samples, blocked.nb_max_frames) == (original.n_samples, original.nb_max_frames)
+
+
+def test_loaded_asr_model_uses_the_blocked_extractor() -> None:
+    from saywho import asr
+    from saywho.types import TranscribeOptions
+
+    model = asr.load_model(asr.model_key(TranscribeOptions()))
+    assert type(model.feature_extractor).__name__ == "BlockedFeatureExtractor"

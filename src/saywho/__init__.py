@@ -6,7 +6,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 
-
 def _cores_are_busy() -> bool:
     try:
         return os.getloadavg()[0] > (os.cpu_count() or 1)
@@ -28,7 +27,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from .types import Diarization, Transcript
 
-__all__ = ["__version__", "transcribe", "diarize"]
+__all__ = ["__version__", "diarize", "transcribe"]
 
 
 def transcribe(audio: Any, options: Any = None, *, hook: Any = None) -> Transcript:

@@ -37,10 +37,60 @@ def load_model(key: str) -> Any:
     from faster_whisper import WhisperModel
 
     try:
-        return WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=int(threads))
-    except Exception as exc:  # hub unreachable, corrupt directory, bad device...
+        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=int(threads))
+    except Exception as exc:  # noqa: BLE001 - hub unreachable, corrupt directory, bad device...
         raise ModelNotFoundError(f"cannot load speech model '{name}': {str(exc).splitlines()[0][:200]}",
                                  param="model") from None
+    model.feature_extractor = _blocked_feature_extractor(model.feature_extractor)
+    return model
+
+
+# Log-mel features of a long input are computed this many frames (60 s) at a time.
+FEATURE_BLOCK_FRAMES = 6_000
+
+
+def _blocked_feature_extractor(extractor: Any) -> Any:
+    """faster-whisper's feature extractor, computing the same features block by block.
+
+    faster-whisper computes the spectrogram of the whole input at once: for a 5-minute
+    chunk, about 250 MB of transient frames and complex spectra, the largest peak of
+    the ASR stage. STFT frames are independent, so blocks of frames give the same
+    values; the one global step (the clamp at max - 8) runs on the assembled result.
+    """
+    base = type(extractor)
+
+    class BlockedFeatureExtractor(base):  # type: ignore[misc, valid-type]
+        def __call__(self, waveform: np.ndarray, padding: int = 160, chunk_length: int | None = None) -> np.ndarray:
+            if chunk_length is not None:
+                self.n_samples = chunk_length * self.sampling_rate
+                self.nb_max_frames = self.n_samples // self.hop_length
+            waveform = np.asarray(waveform, dtype=np.float32)
+            if padding:
+                waveform = np.pad(waveform, (0, padding))
+            half = self.n_fft // 2
+            if len(waveform) <= half:  # too short to reflect: the original handles it
+                return super().__call__(waveform, padding=0)
+            signal = np.pad(waveform, (half, half), mode="reflect")
+            frames = 1 + (len(signal) - self.n_fft) // self.hop_length - 1  # the last is dropped
+            window = np.hanning(self.n_fft + 1)[:-1].astype("float32")
+            log_spec = np.empty((self.mel_filters.shape[0], max(frames, 0)), dtype=np.float32)
+            for first in range(0, frames, FEATURE_BLOCK_FRAMES):
+                last = min(first + FEATURE_BLOCK_FRAMES, frames)
+                piece = signal[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
+                stft = self.stft(piece, self.n_fft, self.hop_length, window=window, center=False,
+                                 return_complex=True).astype("complex64")
+                magnitudes = np.abs(stft) ** 2
+                mel_spec = self.mel_filters @ magnitudes
+                log_spec[:, first:last] = np.log10(np.clip(mel_spec, a_min=1e-10, a_max=None))
+            if frames > 0:
+                np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
+                log_spec += 4.0
+                log_spec /= 4.0
+            return log_spec
+
+    blocked = BlockedFeatureExtractor.__new__(BlockedFeatureExtractor)
+    blocked.__dict__.update(extractor.__dict__)
+    return blocked
 
 
 def transcribe(

@@ -44,7 +44,7 @@ def _name(source: AudioSource) -> str:
     return getattr(source, "name", None) or "<upload>"
 
 
-def _open(source: AudioSource):  # noqa: ANN202 - av container
+def _open(source: AudioSource):
     import av
 
     if isinstance(source, (str, os.PathLike)):
@@ -64,7 +64,7 @@ def _open(source: AudioSource):  # noqa: ANN202 - av container
         target = source
     try:
         container = av.open(target, mode="r", metadata_errors="ignore")
-    except Exception as exc:  # av raises many error types for garbage input
+    except Exception as exc:  # noqa: BLE001 - av raises many error types for garbage input
         raise AudioDecodeError(f"{_name(source)}: not a readable audio or video file ({_short(exc)})") from None
     if not container.streams.audio:
         container.close()
@@ -81,7 +81,7 @@ def _mono(planes: np.ndarray) -> np.ndarray:
     return planes.mean(axis=0)
 
 
-def _declared_duration(container, stream) -> float | None:  # noqa: ANN001
+def _declared_duration(container, stream) -> float | None:
     """The duration a header promises (None when the container only estimates it)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -154,7 +154,7 @@ def stream_audio(
             logger.warning("%s", message)
     except AudioDecodeError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a corrupt stream fails in av's many ways
         if produced == 0 and pending_len == 0:
             raise AudioDecodeError(f"{_name(source)}: cannot decode audio ({_short(exc)})") from None
         message = f"{_name(source)}: decoding stopped early ({_short(exc)}); kept what was decodable"

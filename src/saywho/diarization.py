@@ -23,7 +23,7 @@ import numpy as np
 
 from . import clustering, embedding, segmentation
 from .errors import InvalidOptionError
-from .types import SAMPLE_RATE, Diarization, DiarizeOptions, SpeakerCount, Hook, SpeakerTurn, no_progress
+from .types import SAMPLE_RATE, Diarization, DiarizeOptions, Hook, SpeakerCount, SpeakerTurn, no_progress
 
 logger = logging.getLogger(__name__)
 

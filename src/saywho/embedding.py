@@ -33,6 +33,8 @@ EMBEDDING_DIM = 192
 NUM_MEL_BINS = 80
 FRAME_LENGTH = 400  # 25 ms
 FRAME_SHIFT = 160  # 10 ms
+# fbank of a long signal is computed this many frames (60 s) at a time.
+FBANK_BLOCK_FRAMES = 6_000
 _FFT_SIZE = 512
 # Items shorter than this (in 10 ms frames) are tiled up to it: pooling needs a few frames.
 MIN_FRAMES = 25
@@ -74,7 +76,21 @@ def fbank(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     wave = torch.as_tensor(audio, dtype=torch.float32).reshape(-1)
     if wave.numel() < FRAME_LENGTH:
         return torch.zeros(0, NUM_MEL_BINS)
-    frames = wave.unfold(0, FRAME_LENGTH, FRAME_SHIFT)  # (T, 400)
+    num_frames = 1 + (wave.numel() - FRAME_LENGTH) // FRAME_SHIFT
+    if num_frames <= FBANK_BLOCK_FRAMES:
+        return _fbank_frames(wave.unfold(0, FRAME_LENGTH, FRAME_SHIFT))
+    # Frames are independent: computed a block at a time, the spectra of a long chunk
+    # (about 8 bytes x 512 per frame, twice over) never exist all at once.
+    out = torch.empty(num_frames, NUM_MEL_BINS)
+    for first in range(0, num_frames, FBANK_BLOCK_FRAMES):
+        last = min(first + FBANK_BLOCK_FRAMES, num_frames)
+        piece = wave[first * FRAME_SHIFT : (last - 1) * FRAME_SHIFT + FRAME_LENGTH]
+        out[first:last] = _fbank_frames(piece.unfold(0, FRAME_LENGTH, FRAME_SHIFT))
+    return out
+
+
+def _fbank_frames(frames: torch.Tensor) -> torch.Tensor:
+    """(T, 400) raw frames -> (T, 80) log mel energies."""
     frames = frames - frames.mean(dim=1, keepdim=True)
     previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
     frames = (frames - 0.97 * previous) * _POVEY

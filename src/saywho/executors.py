@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from .errors import BackendUnavailable, InvalidOptionError
+from .memory import release_memory, tune_malloc
 from .types import TranscribeOptions
 
 if TYPE_CHECKING:
@@ -48,41 +49,15 @@ class ChunkTask:
 
 def run_task(task: ChunkTask) -> dict[str, Any]:
     """Process one chunk; the result as its JSON dict (the same bytes whoever runs it)."""
-    limit_malloc_arenas()  # a Ray worker has no initializer: the first task sets it
+    tune_malloc()  # a Ray worker has no initializer: the first task sets it
     result = task.processor(task.load(), task.options)
-    _release_memory()
+    release_memory()
     return result.to_dict()
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's per-thread malloc arenas (ctranslate2, torch and ffmpeg threads each get
-    one, and memory freed in one is not reused by another). Measured on a 5-minute chunk
-    (ASR then diarization in one process): peak RSS 1.88 GB uncapped, 1.22 GB with 2.
-    Takes effect for arenas created afterwards: call it before models load."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
-
-
-def _release_memory() -> None:
-    """Hand freed heap back to the OS between chunks, so that a worker's resident size
-    stays that of one chunk however many chunks it has processed (glibc only)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _init_worker(threads: int) -> None:
     # Split the machine between workers instead of letting each take every core.
-    limit_malloc_arenas()
+    tune_malloc()
     import torch
 
     torch.set_num_threads(max(1, threads))

@@ -608,9 +608,10 @@ def transcribe_long(
     total=n)``. ``processor`` replaces ``process_chunk`` (tests; must be picklable
     for a pool or Ray). ``identifier`` names speakers as in ``pipeline.transcribe``.
     """
-    from .executors import ChunkTask, limit_malloc_arenas, make_executor
+    from .executors import ChunkTask, make_executor
+    from .memory import tune_malloc
 
-    limit_malloc_arenas()  # before decoding threads and models: see its docstring
+    tune_malloc()  # before decoding threads and models: see its docstring
     options = options or TranscribeOptions()
     hook = hook or no_progress
     processor = processor or process_chunk

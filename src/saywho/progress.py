@@ -57,8 +57,7 @@ class ProgressScale:
             fraction = min(max(completed / total, 0.0), 1.0)
         value = lo + (hi - lo) * fraction
         with self._lock:
-            if value < self._percent:
-                value = self._percent
+            value = max(value, self._percent)
             self._percent = value
         self._on_update(value, step)
 

@@ -40,7 +40,7 @@ def available(voice: str) -> bool:
 
             BUNDLED["en_US-joe-medium"].locate()
             import piper  # noqa: F401
-        except Exception:
+        except Exception:  # noqa: BLE001 - missing voice or a broken piper install
             return False
         return True
     return False

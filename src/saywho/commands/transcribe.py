@@ -78,13 +78,12 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
     )
 
 
-def _library_identifier(args: argparse.Namespace, options: TranscribeOptions):  # noqa: ANN202
+def _library_identifier(args: argparse.Namespace, options: TranscribeOptions):
     """The speaker library's matcher, when identification is on and the library has voices."""
     if not (options.diarize and options.identify):
         return None
-    from ..speakers import SpeakerLibrary
-
     from ..errors import SpeakerLibraryError
+    from ..speakers import SpeakerLibrary
 
     explicit = getattr(args, "speakers_db", None)
     library = SpeakerLibrary(explicit)
@@ -164,10 +163,12 @@ def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Names
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..memory import tune_malloc
     from ..pipeline import transcribe
     from ..progress import LONG_STEPS, STEPS
     from .progressbar import ProgressBar
 
+    tune_malloc()  # before any model loads: several files in a row reuse one heap
     options = options_from_args(args)
     identifier = _library_identifier(args, options)
     writer = get_writer(args.format)

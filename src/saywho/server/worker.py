@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import SaywhoError
+from ..memory import release_memory, tune_malloc
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +227,7 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
     """Entry point of the spawned process."""
     logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
                         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s")
+    tune_malloc()  # before any model loads
     if settings.cpu_threads:
         import torch
 
@@ -265,6 +267,8 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
                                     "param": None, "status_code": 500, "code": "internal_error"}))
         else:
             send(("result", job_id, result))
+        finally:
+            release_memory()
 
     try:
         while True:
