@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -137,7 +138,9 @@ def test_a_ray_cluster_with_the_real_models_gives_the_pools_transcript(long_run,
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "ray.json"
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray 2.59+ authenticates with a token; the client needs the cluster's.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": secrets.token_hex(16)}
     subprocess.run([str(ray_cli), "start", "--head", "--num-cpus=2", f"--port={port}", "--node-ip-address=127.0.0.1",
                     "--include-dashboard=false", "--disable-usage-stats"],
                    check=True, capture_output=True, timeout=180, env=env)

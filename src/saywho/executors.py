@@ -144,7 +144,11 @@ class RayExecutor:
             try:
                 ray.init(**kwargs)
             except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch...
-                raise BackendUnavailable(f"cannot reach the Ray cluster at {address}: {exc}") from None
+                hint = ""
+                if not os.environ.get("RAY_AUTH_MODE"):
+                    hint = (" (a cluster with token authentication, the default since Ray 2.59, needs "
+                            "RAY_AUTH_MODE=token here, and RAY_AUTH_TOKEN unless ~/.ray/auth_token holds it)")
+                raise BackendUnavailable(f"cannot reach the Ray cluster at {address}: {exc}{hint}") from None
             self._owns = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._max_in_flight = max_in_flight or max(2, 2 * cpus)
