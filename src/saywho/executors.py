@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from .errors import BackendUnavailable, InvalidOptionError
-from .memory import release_memory, tune_malloc
+from .memory import LONG_FILE_MMAP_THRESHOLD, release_memory, tune_malloc
 from .types import TranscribeOptions
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ class ChunkTask:
 
 def run_task(task: ChunkTask) -> dict[str, Any]:
     """Process one chunk; the result as its JSON dict (the same bytes whoever runs it)."""
-    tune_malloc()  # a Ray worker has no initializer: the first task sets it
+    tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)  # a Ray worker has no initializer
     result = task.processor(task.load(), task.options)
     release_memory()
     return result.to_dict()
@@ -57,7 +57,7 @@ def run_task(task: ChunkTask) -> dict[str, Any]:
 
 def _init_worker(threads: int) -> None:
     # Split the machine between workers instead of letting each take every core.
-    tune_malloc()
+    tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)
     import torch
 
     torch.set_num_threads(max(1, threads))

@@ -609,9 +609,9 @@ def transcribe_long(
     for a pool or Ray). ``identifier`` names speakers as in ``pipeline.transcribe``.
     """
     from .executors import ChunkTask, make_executor
-    from .memory import tune_malloc
+    from .memory import LONG_FILE_MMAP_THRESHOLD, tune_malloc
 
-    tune_malloc()  # before decoding threads and models: see its docstring
+    tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)  # before decoding threads and models
     options = options or TranscribeOptions()
     hook = hook or no_progress
     processor = processor or process_chunk
