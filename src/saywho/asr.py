@@ -71,9 +71,9 @@ def _blocked_feature_extractor(extractor: Any) -> Any:
             if len(waveform) <= half:  # too short to reflect: the original handles it
                 return super().__call__(waveform, padding=0)
             signal = np.pad(waveform, (half, half), mode="reflect")
-            frames = 1 + (len(signal) - self.n_fft) // self.hop_length - 1  # the last is dropped
+            frames = (len(signal) - self.n_fft) // self.hop_length  # at least 1; the last is dropped
             window = np.hanning(self.n_fft + 1)[:-1].astype("float32")
-            log_spec = np.empty((self.mel_filters.shape[0], max(frames, 0)), dtype=np.float32)
+            log_spec = np.empty((self.mel_filters.shape[0], frames), dtype=np.float32)
             for first in range(0, frames, FEATURE_BLOCK_FRAMES):
                 last = min(first + FEATURE_BLOCK_FRAMES, frames)
                 piece = signal[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
@@ -82,10 +82,9 @@ def _blocked_feature_extractor(extractor: Any) -> Any:
                 magnitudes = np.abs(stft) ** 2
                 mel_spec = self.mel_filters @ magnitudes
                 log_spec[:, first:last] = np.log10(np.clip(mel_spec, a_min=1e-10, a_max=None))
-            if frames > 0:
-                np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
-                log_spec += 4.0
-                log_spec /= 4.0
+            np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
+            log_spec += 4.0
+            log_spec /= 4.0
             return log_spec
 
     blocked = BlockedFeatureExtractor.__new__(BlockedFeatureExtractor)
