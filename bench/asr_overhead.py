@@ -28,7 +28,7 @@ import report
 
 
 def clip(seconds: float) -> np.ndarray:
-    from saywho.audio import load_audio
+    from saywho.audio.decode import load_audio
 
     dev = report.require_dev()
     names = ["diarization/sample.wav", "asr/jfk.wav", "diarization/dev00.wav", "asr/1221-135766-0001.wav"]
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     audio = clip(args.seconds)
     from faster_whisper import WhisperModel
 
-    from saywho.models import ModelManager, resolve_asr_model
+    from saywho.models.manager import ModelManager
+    from saywho.models.registry import resolve_asr_model
     from saywho.pipeline import run_asr
     from saywho.types import TranscribeOptions
 

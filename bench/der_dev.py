@@ -106,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     from pyannote.core import Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from saywho import embedding, segmentation
+    from saywho.diarization import embedding, segmentation
 
     # The pipeline module (saywho.diarize is the package-level function).
-    diarize_module = importlib.import_module("saywho.diarization")
+    diarize_module = importlib.import_module("saywho.diarization.pipeline")
 
     segmentation.get_model()  # load once, outside the timings
     embedding.get_model()

@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     data = report.require_dev("diarization")
-    from saywho import embedding, segmentation
-    from saywho.audio import load_audio
+    from saywho.audio.decode import load_audio
+    from saywho.diarization import embedding, segmentation
 
-    diarize_module = importlib.import_module("saywho.diarization")
+    diarize_module = importlib.import_module("saywho.diarization.pipeline")
     files = {p.stem: load_audio(str(p)).samples for p in sorted(data.glob("*.wav"))}
     if not files:
         print(f"no recordings in {data}: nothing to measure")

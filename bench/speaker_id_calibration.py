@@ -39,10 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from saywho.audio import load_audio
-from saywho.diarization import diarize
+from saywho.audio.decode import load_audio
+from saywho.diarization.pipeline import diarize
 from saywho.errors import InvalidOptionError
-from saywho.identify import IDENTIFY_THRESHOLD, assign_names, embed_reference
+from saywho.speakers.identify import IDENTIFY_THRESHOLD, assign_names, embed_reference
 from saywho.types import SAMPLE_RATE
 
 DEV = Path("/work/shared/data/dev")
@@ -150,7 +150,7 @@ def real_set() -> tuple[dict[str, list[np.ndarray]], list[TestRecording]]:
 
 
 def synth_set() -> tuple[dict[str, list[np.ndarray]], list[TestRecording]]:
-    from saywho import synth
+    from saywho.evaluation import synth
 
     voices = [v for v in SYNTH_VOICES if synth.available(v)]
     enrol: dict[str, list[np.ndarray]] = {}
@@ -214,7 +214,7 @@ def eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
 def piece_fingerprints(recording: TestRecording, piece_s: float) -> list[tuple[str, np.ndarray]]:
     """(speaker, fingerprint) of consecutive ``piece_s`` stretches of each speaker's
     reference speech: many shorter, harder trials (what a brief speaker gives)."""
-    from saywho import embedding
+    from saywho.diarization import embedding
 
     out = []
     duration = len(recording.samples) / SAMPLE_RATE

@@ -29,7 +29,7 @@ def dev_dir() -> Path:
 def three_voices(tmp_path_factory: pytest.TempPathFactory):
     """A ~45 s conversation of four synthetic voices with exact reference turns."""
     require_tools("flite", "espeak-ng")
-    from saywho.synth import conversation, demo_lines
+    from saywho.evaluation.synth import conversation, demo_lines
 
     voices = ["flite:slt", "flite:awb", "piper:joe", "flite:rms"]
     conv = conversation(demo_lines(voices, 12), gap_s=0.6)

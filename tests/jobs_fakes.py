@@ -15,10 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from saywho.asr import AsrResult
-from saywho.audio import write_wav
+from saywho.asr.whisper import AsrResult
+from saywho.audio.decode import write_wav
 from saywho.errors import SaywhoError
-from saywho.jobs import Job, JobChunkStore, options_from_dict
+from saywho.jobs.runner import JobChunkStore
+from saywho.jobs.store import Job, options_from_dict
 from saywho.pipeline import assemble
 from saywho.types import SAMPLE_RATE, Diarization, Hook, Segment, SpeakerTurn, Transcript, Word
 

@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from saywho.longform import ChunkResult
+from saywho.longform.chunk import ChunkResult
 from saywho.types import SAMPLE_RATE, SpeakerTurn, TranscribeOptions, Word
 
 PITCHES = {"alice": 220.0, "bob": 470.0, "carol": 810.0, "dave": 1330.0}

@@ -8,6 +8,6 @@ import importlib
 def test_transcribe_and_diarize_are_functions() -> None:
     import saywho
 
-    for name in ("saywho.pipeline", "saywho.diarization", "saywho.longform", "saywho.formats"):
+    for name in ("saywho.pipeline", "saywho.diarization.pipeline", "saywho.longform.run", "saywho.formats"):
         importlib.import_module(name)
     assert callable(saywho.transcribe) and callable(saywho.diarize)

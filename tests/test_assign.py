@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from saywho.assign import assign_speakers, join_words, speaker_blocks
+from saywho.diarization.assign import assign_speakers, join_words, speaker_blocks
 from saywho.types import SpeakerTurn, Word
 
 TURNS = (SpeakerTurn(0.0, 2.0, "A"), SpeakerTurn(2.0, 4.0, "B"), SpeakerTurn(6.0, 8.0, "A"))

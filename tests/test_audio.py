@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saywho.audio import decode_audio, load_audio, stream_audio
+from saywho.audio.decode import decode_audio, load_audio, stream_audio
 from saywho.errors import AudioDecodeError
 
 from .conftest import require_tools

@@ -72,7 +72,7 @@ def test_conflicting_speaker_counts(tmp_path: Path) -> None:
 def test_unknown_model(tmp_path: Path) -> None:
     import numpy as np
 
-    from saywho.audio import write_wav
+    from saywho.audio.decode import write_wav
 
     wav = tmp_path / "a.wav"
     write_wav(wav, np.zeros(16000, np.float32))
@@ -88,7 +88,7 @@ def test_unknown_format_is_a_usage_error() -> None:
 def test_several_files_keep_going_after_a_bad_one(tmp_path: Path) -> None:
     import numpy as np
 
-    from saywho.audio import write_wav
+    from saywho.audio.decode import write_wav
 
     good = tmp_path / "silence.wav"
     write_wav(good, np.zeros(32000, np.float32))

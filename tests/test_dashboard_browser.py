@@ -59,7 +59,7 @@ def recording(tmp_path_factory):
     folder = tmp_path_factory.mktemp("rec")
     path = folder / "standup.wav"
     try:
-        from saywho.synth import conversation, demo_lines
+        from saywho.evaluation.synth import conversation, demo_lines
 
         voices = ["flite:slt", "flite:awb", "flite:rms"]
         conv = conversation(demo_lines(voices, 6), gap_s=0.5)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from saywho import clustering, embedding, segmentation
+from saywho.diarization import clustering, embedding, segmentation
 from saywho.errors import InvalidOptionError
 from saywho.types import SAMPLE_RATE, DiarizeOptions, SpeakerCount
 
-diarize_module = importlib.import_module("saywho.diarization")  # the module, not saywho.diarize()
+diarize_module = importlib.import_module("saywho.diarization.pipeline")  # the module, not saywho.diarize()
 
 
 # --- segmentation: powerset and frame timing ---------------------------------------
@@ -252,7 +252,7 @@ def test_two_similar_voices_in_one_window_stay_two(second: str) -> None:
 
     if shutil.which("flite") is None:
         pytest.skip("needs flite")
-    from saywho.synth import SENTENCES, conversation
+    from saywho.evaluation.synth import SENTENCES, conversation
 
     conv = conversation([("flite:slt", SENTENCES[0]), (second, SENTENCES[1])])
     d = diarize_module.diarize(conv.samples)

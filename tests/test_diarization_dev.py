@@ -32,7 +32,7 @@ def test_pooled_der_on_the_dev_set():
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     bench = _bench()
-    diarize = importlib.import_module("saywho.diarization").diarize
+    diarize = importlib.import_module("saywho.diarization.pipeline").diarize
     files = bench.dev_files(DATA)
     assert files, "no dev recordings"
     metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saywho.audio import write_wav
+from saywho.audio.decode import write_wav
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def test_speaker_count_is_right(result) -> None:
 
 
 def test_der_under_ten_percent(result) -> None:
-    from saywho.metrics import der
+    from saywho.evaluation.metrics import der
 
     conv, t = result
     score = der(conv.turns, t.diarization.turns)
@@ -38,7 +38,7 @@ def test_der_under_ten_percent(result) -> None:
 
 
 def test_words_go_to_the_right_speaker(result) -> None:
-    from saywho.metrics import der
+    from saywho.evaluation.metrics import der
 
     conv, t = result
     mapping = der(conv.turns, t.diarization.turns).mapping  # hypothesis label -> voice

@@ -25,7 +25,7 @@ pytestmark = [
 def _eval(capsys: pytest.CaptureFixture[str], dataset: Path) -> dict:
     pytest.importorskip("pyannote.metrics")
     pytest.importorskip("jiwer")
-    from saywho import cli
+    import saywho.cli.app as cli
 
     assert cli.main(["eval", str(dataset), "--json", "-q"]) == 0
     return json.loads(capsys.readouterr().out)

@@ -10,10 +10,11 @@ import pytest
 pytest.importorskip("pyannote.metrics")
 pytest.importorskip("jiwer")
 
-from saywho import cli, evaluate
+import saywho.cli.app as cli
 from saywho.errors import InvalidOptionError
-from saywho.evalreport import render_json, render_markdown
-from saywho.evaluate import discover, evaluate_dataset
+from saywho.evaluation import evaluate
+from saywho.evaluation.evaluate import discover, evaluate_dataset
+from saywho.evaluation.report import render_json, render_markdown
 from saywho.types import Diarization, SpeakerTurn, Transcript, Word
 
 TURNS = {
@@ -129,7 +130,7 @@ def test_reports(dataset: Path, tmp_path: Path):
 
 def test_plots(dataset: Path, tmp_path: Path):
     pytest.importorskip("matplotlib")
-    from saywho.evalreport import write_plots
+    from saywho.evaluation.report import write_plots
 
     report = evaluate_dataset(dataset, fake_system)
     written = write_plots(report, tmp_path / "plots")

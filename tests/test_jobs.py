@@ -16,16 +16,8 @@ from fastapi.testclient import TestClient
 
 from saywho import db
 from saywho.errors import NotFoundError
-from saywho.jobs import (
-    FAILED,
-    FINISHED,
-    MIGRATIONS,
-    RUNNING,
-    SCHEMA_VERSION,
-    JobProgress,
-    JobRunner,
-    JobStore,
-)
+from saywho.jobs.runner import JobProgress, JobRunner
+from saywho.jobs.store import FAILED, FINISHED, MIGRATIONS, RUNNING, SCHEMA_VERSION, JobStore
 from saywho.server.app import create_app
 from saywho.settings import Settings
 

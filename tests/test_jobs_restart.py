@@ -103,7 +103,7 @@ def recording(tmp_path_factory) -> Path:
     from .conftest import require_tools
 
     require_tools("flite")
-    from saywho.synth import conversation, demo_lines
+    from saywho.evaluation.synth import conversation, demo_lines
 
     conv = conversation(demo_lines(["flite:slt", "flite:awb", "flite:rms"], 6), gap_s=0.6)
     assert conv.duration > 20  # at least three 8 s chunks

@@ -16,17 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saywho.audio import decode_audio, write_wav
-from saywho.chunking import Chunk, ChunkPlan, find_cut, plan_chunks
+from saywho.audio.decode import decode_audio, write_wav
+from saywho.diarization.chunk_clustering import cluster_local_speakers
 from saywho.formats import transcript_to_dict
-from saywho.longform import (
-    ChunkResult,
-    DirectoryChunkStore,
-    cluster_local_speakers,
-    global_speakers,
-    stitch,
-    transcribe_long,
-)
+from saywho.longform.chunk import ChunkResult
+from saywho.longform.plan import Chunk, ChunkPlan, find_cut, plan_chunks
+from saywho.longform.run import transcribe_long
+from saywho.longform.stitch import global_speakers, stitch
+from saywho.longform.store import DirectoryChunkStore
 from saywho.types import SAMPLE_RATE, SpeakerCount, SpeakerTurn, TranscribeOptions, Word
 
 from . import longform_fakes as fakes
@@ -327,8 +324,8 @@ def test_ray_gives_the_same_transcript_as_the_pool(tone_file):
 
 
 def test_cli_routes_long_files_and_keeps_the_work_dir_it_was_given(tone_file, tmp_path, monkeypatch, capsys):
-    from saywho import longform
-    from saywho.cli import main
+    from saywho.cli.app import main
+    from saywho.longform import run as longform
 
     monkeypatch.setattr(longform, "process_chunk", fakes.fake_process_chunk)
     path, _ = tone_file
@@ -349,7 +346,7 @@ def test_cli_routes_long_files_and_keeps_the_work_dir_it_was_given(tone_file, tm
 
 
 def test_cli_help_lists_the_long_recording_options(capsys):
-    from saywho.cli import main
+    from saywho.cli.app import main
 
     with pytest.raises(SystemExit):
         main(["transcribe", "--help"])

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from saywho.cli import main
+from saywho.cli.app import main
+from saywho.evaluation.metrics import der
 from saywho.formats import transcript_from_dict
-from saywho.metrics import der
 
 from .conftest import require_tools
 
@@ -28,7 +28,7 @@ CHUNK_MINUTES = 0.5  # 30 s chunks
 @pytest.fixture(scope="module")
 def long_run(tmp_path_factory: pytest.TempPathFactory):
     require_tools("flite", "espeak-ng")
-    from saywho.synth import available, conversation, demo_lines
+    from saywho.evaluation.synth import available, conversation, demo_lines
 
     if not available("piper:joe"):
         pytest.skip("needs piper-tts and the bundled joe voice")
@@ -53,7 +53,7 @@ def test_speakers_stay_the_same_people_across_chunks(long_run):
     # right) carries that voice's one global label, and different voices differ.
     # Chunk-level mistakes (two voices as one local speaker) are the chunk diarization's,
     # which separate short files would make too: the DER comparison below covers them.
-    from saywho.longform import DirectoryChunkStore
+    from saywho.longform.store import DirectoryChunkStore
 
     store = DirectoryChunkStore(work)
     global_of_voice: dict[str, set[str]] = {}
@@ -86,8 +86,8 @@ def test_speakers_stay_the_same_people_across_chunks(long_run):
 
 def _separate_files_der(conv, work: Path) -> float:
     """Pooled DER of each chunk's own (local-label) diarization against its slice of the reference."""
-    from saywho.longform import DirectoryChunkStore
-    from saywho.metrics import pool_der
+    from saywho.evaluation.metrics import pool_der
+    from saywho.longform.store import DirectoryChunkStore
     from saywho.types import SpeakerTurn
 
     plan = json.loads((work / "plan.json").read_text())["plan"]
@@ -115,7 +115,7 @@ def test_each_stored_chunk_result_is_the_per_chunk_json(long_run):
 
 
 def test_process_chunk_round_trips_through_json(long_run):
-    from saywho.longform import ChunkResult, chunk_options, process_chunk
+    from saywho.longform.chunk import ChunkResult, chunk_options, process_chunk
     from saywho.types import TranscribeOptions
 
     conv, _, _ = long_run

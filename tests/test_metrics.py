@@ -10,7 +10,7 @@ pytest.importorskip("pyannote.metrics")
 pytest.importorskip("jiwer")
 
 from saywho.errors import InvalidOptionError
-from saywho.metrics import (
+from saywho.evaluation.metrics import (
     cpwer,
     der,
     jer,

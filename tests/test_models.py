@@ -7,7 +7,8 @@ import threading
 import pytest
 
 from saywho.errors import ModelNotFoundError
-from saywho.models import ModelManager, resolve_asr_model
+from saywho.models.manager import ModelManager
+from saywho.models.registry import resolve_asr_model
 
 
 class Clock:
@@ -98,18 +99,21 @@ def test_blocked_whisper_features_equal_faster_whispers(samples, monkeypatch) ->
     np = pytest.importorskip("numpy")
     from faster_whisper.feature_extractor import FeatureExtractor
 
-    from saywho import asr
+    from saywho.asr import whisper as asr
 
     monkeypatch.setattr(asr, "FEATURE_BLOCK_FRAMES", 700)
     audio = (0.1 * np.random.default_rng(samples).standard_normal(samples)).astype(np.float32)
     original, blocked = FeatureExtractor(), asr._blocked_feature_extractor(FeatureExtractor())
-    assert np.array_equal(blocked(audio), original(audio))
-    assert np.array_equal(blocked(audio, chunk_length=20), original(audio, chunk_length=20))
+    # Equal up to float32 rounding of the mel-filter product: with numpy 2.4's BLAS the
+    # product of a block and of the whole spectrogram can differ in the last bit (6e-8).
+    np.testing.assert_allclose(blocked(audio), original(audio), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(blocked(audio, chunk_length=20), original(audio, chunk_length=20), rtol=0, atol=1e-6)
+    assert blocked(audio).shape == original(audio).shape
     assert (blocked.n_samples, blocked.nb_max_frames) == (original.n_samples, original.nb_max_frames)
 
 
 def test_loaded_asr_model_uses_the_blocked_extractor() -> None:
-    from saywho import asr
+    from saywho.asr import whisper as asr
     from saywho.types import TranscribeOptions
 
     model = asr.load_model(asr.model_key(TranscribeOptions()))

@@ -13,7 +13,7 @@ import numpy as np
 import openai
 import pytest
 
-from saywho.audio import decode_audio
+from saywho.audio.decode import decode_audio
 
 from .conftest import require_tools
 from .server_harness import RunningServer, start_server
@@ -28,7 +28,7 @@ MAX_UPLOAD = 1_000_000
 def speech(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A two-voice exchange (~8 s) and a reference clip of each voice saying something else."""
     require_tools("flite")
-    from saywho.synth import SENTENCES, conversation
+    from saywho.evaluation.synth import SENTENCES, conversation
 
     tmp = tmp_path_factory.mktemp("speech")
     conv = conversation([("flite:slt", SENTENCES[0]), ("flite:rms", SENTENCES[1])])

@@ -26,7 +26,7 @@ DEADLINE_S = 6.0
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     require_tools("flite")
-    from saywho.synth import SENTENCES, conversation
+    from saywho.evaluation.synth import SENTENCES, conversation
 
     return conversation([("flite:slt", SENTENCES[2])]).write(tmp_path_factory.mktemp("clip") / "c.wav").read_bytes()
 

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from saywho import speakers as speakers_mod
 from saywho.errors import InvalidOptionError, SpeakerLibraryError, SpeakerNotFoundError
-from saywho.identify import IDENTIFY_THRESHOLD, assign_names
-from saywho.speakers import SpeakerExistsError, SpeakerLibrary
+from saywho.speakers import library as speakers_mod
+from saywho.speakers.identify import IDENTIFY_THRESHOLD, assign_names
+from saywho.speakers.library import SpeakerExistsError, SpeakerLibrary
 from saywho.types import Diarization
 
 

@@ -12,11 +12,11 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient
 
-from saywho.audio import write_wav
+from saywho.audio.decode import write_wav
 from saywho.server.app import create_app
 from saywho.server.routers import speakers as speakers_router
 from saywho.settings import Settings
-from saywho.speakers import SpeakerLibrary
+from saywho.speakers.library import SpeakerLibrary
 
 
 class _NoInference:
@@ -154,11 +154,11 @@ def test_router_is_in_the_default_app(settings):
 
 
 def test_server_transcriptions_use_the_library_in_its_database(settings, caplog):
-    from saywho.server import worker
+    from saywho.speakers.service import library_identifier
 
-    assert worker._library_identifier(settings) is None  # no library yet
+    assert library_identifier(settings.db_path) is None  # no library yet
     SpeakerLibrary(settings.db_path).add("Ada", voice(1), source="x")
-    identify = worker._library_identifier(settings)
+    identify = library_identifier(settings.db_path)
     from saywho.types import Diarization
 
     d = Diarization(duration=1, turns=(), exclusive=(), speakers=("Speaker_0",),
@@ -166,5 +166,5 @@ def test_server_transcriptions_use_the_library_in_its_database(settings, caplog)
     assert identify(d) == {"Speaker_0": ("Ada", pytest.approx(1.0))}
     settings.db_path.unlink()
     settings.db_path.write_bytes(b"garbage" * 500)
-    assert worker._library_identifier(settings) is None
+    assert library_identifier(settings.db_path) is None
     assert "anonymous" in caplog.text

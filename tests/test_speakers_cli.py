@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from saywho.audio import write_wav
-from saywho.cli import main
-from saywho.speakers import SpeakerLibrary
+from saywho.audio.decode import write_wav
+from saywho.cli.app import main
+from saywho.speakers.library import SpeakerLibrary
 
 
 def voice(seed: int) -> np.ndarray:

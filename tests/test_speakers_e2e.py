@@ -7,8 +7,8 @@ from collections import defaultdict
 
 import pytest
 
-from saywho.cli import main
-from saywho.speakers import SpeakerLibrary
+from saywho.cli.app import main
+from saywho.speakers.library import SpeakerLibrary
 
 from .conftest import require_tools
 
@@ -26,8 +26,8 @@ def majority_voice(turns, reference) -> dict[str, str]:
 
 def test_enrolled_voices_are_named_in_a_new_recording(tmp_path, capsys):
     require_tools("flite")
+    from saywho.evaluation.synth import SENTENCES, conversation
     from saywho.pipeline import diarize
-    from saywho.synth import SENTENCES, conversation
 
     db = str(tmp_path / "speakers.db")
     # Enrolment recording: Sally alone, with sentences the later recordings do not use.

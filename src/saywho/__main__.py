@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from saywho.cli.app import main
 
 sys.exit(main())

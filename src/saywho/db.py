@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .errors import SaywhoError
+from saywho.errors import SaywhoError
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__
-from .assign import join_words
-from .errors import InvalidOptionError
-from .types import Diarization, Segment, SpeakerInfo, SpeakerTurn, Transcript, Word
+from saywho import __version__
+from saywho.diarization.assign import join_words
+from saywho.errors import InvalidOptionError
+from saywho.types import Diarization, Segment, SpeakerInfo, SpeakerTurn, Transcript, Word
 
 # Whisper language codes -> the lower-case names OpenAI's verbose_json uses.
 _LANGUAGE_NAMES = {

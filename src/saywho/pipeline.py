@@ -8,21 +8,24 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from . import asr as asr_stage
-from .assign import assign_speakers, join_words, speaker_blocks, speech_time
-from .audio import AudioSource, load_audio
-from .models import ModelManager, process_wide
-from .types import (
+from saywho.asr import whisper as asr_stage
+from saywho.audio.decode import AudioSource, load_audio
+from saywho.diarization.assign import assign_speakers, join_words, speaker_blocks, speech_time
+from saywho.models.manager import ModelManager, process_wide
+from saywho.runtime import set_torch_threads
+from saywho.types import (
     Diarization,
     DiarizeOptions,
     Hook,
+    Identifier,
+    Identities,
     Segment,
     SpeakerInfo,
     TranscribeOptions,
@@ -31,10 +34,6 @@ from .types import (
 )
 
 logger = logging.getLogger(__name__)
-
-# (label -> (name, score)) for the voices that were recognised.
-Identities = Mapping[str, tuple[str, float]]
-Identifier = Callable[[Diarization], Identities]
 
 # The process-wide ASR model manager (models kept while the process lives).
 default_manager = process_wide(lambda: ModelManager(asr_stage.load_model, ttl_s=-1))
@@ -51,7 +50,7 @@ def run_asr(
 def run_diarization(
     audio: np.ndarray, options: DiarizeOptions, *, hook: Hook = no_progress
 ) -> Diarization:
-    from .diarization import diarize as diarize_stage
+    from saywho.diarization.pipeline import diarize as diarize_stage
 
     return diarize_stage(audio, options, hook=hook)
 
@@ -118,10 +117,8 @@ def _asr_and_diarization(
     if options.device != "cpu" or options.cpu_threads or cores < 2:
         result = run_asr(samples, options, hook=hook, manager=manager, on_segment=on_segment)
         return result, run_diarization(samples, options.diarize_options, hook=hook)
-    import torch
-
     asr_threads = max(1, cores // 2)
-    torch.set_num_threads(max(1, cores - asr_threads))  # diarization's share
+    set_torch_threads(cores - asr_threads)  # diarization's share (set once per process)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize") as pool:
         diarization = pool.submit(run_diarization, samples, options.diarize_options, hook=hook)
         result = run_asr(samples, replace(options, cpu_threads=asr_threads), hook=hook, manager=manager,

@@ -13,8 +13,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from .errors import InvalidOptionError, ModelNotFoundError
-from .models import BUNDLED
+from saywho.errors import InvalidOptionError, ModelNotFoundError
+from saywho.models.registry import BUNDLED
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ Times are seconds from the start of the recording.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -157,7 +157,7 @@ class SpeakerCount:
     max: int | None = None
 
     def __post_init__(self) -> None:
-        from .errors import InvalidOptionError
+        from saywho.errors import InvalidOptionError
 
         for name in ("num", "min", "max"):
             value = getattr(self, name)
@@ -211,3 +211,8 @@ class TranscribeOptions:
 
 
 Hook = Callable[..., None]
+
+# Names for a recording's speakers: label -> (name, score) for the voices recognised
+# (the speaker library's matcher, or per-request reference clips).
+Identities = Mapping[str, tuple[str, float]]
+Identifier = Callable[[Diarization], Identities]

@@ -17,13 +17,13 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from .. import __version__
-from ..jobs import JobService
-from ..settings import Settings
-from . import errors
-from .errors import error_body
-from .inference import InferenceService
-from .routers import chunks, dashboard, health, jobs, models, speakers, speech, transcriptions
+from saywho import __version__
+from saywho.jobs.service import JobService
+from saywho.server import errors
+from saywho.server.errors import error_body
+from saywho.server.inference import InferenceService
+from saywho.server.routers import chunks, dashboard, health, jobs, models, speakers, speech, transcriptions
+from saywho.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from ..settings import Settings
-from .inference import InferenceService
+from saywho.server.inference import InferenceService
+from saywho.settings import Settings
 
 FAULT_HEADER = "x-saywho-fault"
 FAULTS = ("crash", "hang", "device")

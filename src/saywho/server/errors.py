@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import BackendUnavailable, SaywhoError
+from saywho.errors import BackendUnavailable, SaywhoError
 
 logger = logging.getLogger(__name__)
 

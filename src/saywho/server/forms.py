@@ -17,17 +17,17 @@ from typing import Any
 import numpy as np
 from starlette.datastructures import FormData, UploadFile
 
-from ..audio import decode_audio
-from ..errors import (
+from saywho.audio.decode import decode_audio
+from saywho.errors import (
     AudioDecodeError,
     AudioTooLongError,
     InvalidOptionError,
     ModelNotFoundError,
     PayloadTooLargeError,
 )
-from ..models import BUNDLED
-from ..settings import Settings
-from ..types import SAMPLE_RATE, SpeakerCount, TranscribeOptions
+from saywho.models.registry import BUNDLED
+from saywho.settings import Settings
+from saywho.types import SAMPLE_RATE, SpeakerCount, TranscribeOptions
 
 # OpenAI's speech-to-text model names; they all mean "the server's default model".
 OPENAI_STT_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize")
@@ -141,7 +141,7 @@ def stt_model(name: str | None, settings: Settings, *, task: str = "transcribe")
             raise ModelNotFoundError(f"'{name}' is a {bundled.kind} model, not a speech-to-text model",
                                      param="model")
         return name
-    from ..models import resolve_asr_model
+    from saywho.models.registry import resolve_asr_model
 
     resolve_asr_model(name)  # a local directory or a hub id; raises ModelNotFoundError otherwise
     return name

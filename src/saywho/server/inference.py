@@ -29,10 +29,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from .. import errors
-from ..errors import BackendUnavailable, SaywhoError, TooManyRequestsError
-from ..settings import Settings
-from . import worker as worker_module
+from saywho import errors
+from saywho.errors import BackendUnavailable, SaywhoError, TooManyRequestsError
+from saywho.server import worker as worker_module
+from saywho.settings import Settings
 
 logger = logging.getLogger(__name__)
 

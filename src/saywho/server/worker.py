@@ -8,7 +8,6 @@ data)``. Jobs run on a small thread pool (one thread per inference slot) sharing
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import threading
@@ -19,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SaywhoError
-from ..memory import release_memory, tune_malloc
+from saywho.errors import SaywhoError
+from saywho.longform.chunk import process_chunk
+from saywho.runtime import configure_openmp, release_memory, set_torch_threads, tune_malloc
+from saywho.speakers.service import library_identifier
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Worker:
     """The child's state: one model manager, the job handlers."""
 
     def __init__(self, settings: Any) -> None:
-        from ..models import ModelManager
+        from saywho.models.manager import ModelManager
 
         self.settings = settings
         self.manager = ModelManager(self._load, ttl_s=settings.model_ttl_s)
@@ -61,19 +62,20 @@ class Worker:
     def _load(key: str) -> Any:
         kind, _, name = key.partition("|")
         if kind == "asr":
-            from .. import asr
+            from saywho.asr import whisper as asr
 
             return asr.load_model(key)
         if kind == "tts":
-            from .. import tts
+            from saywho import tts
 
             return tts.load_voice(name)
         raise KeyError(key)
 
     def preload(self, names: list[str]) -> None:
         """Load the named ASR models / voices and warm the diarization models."""
-        from .. import asr, tts
-        from ..types import TranscribeOptions
+        from saywho import tts
+        from saywho.asr import whisper as asr
+        from saywho.types import TranscribeOptions
 
         for name in names:
             if name in tts.installed_voices():
@@ -92,8 +94,8 @@ class Worker:
         return handler(payload, emit)
 
     def _transcript(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
-        from ..pipeline import transcribe
-        from ..progress import ProgressScale
+        from saywho.pipeline import transcribe
+        from saywho.progress import ProgressScale
 
         last = [0.0]
 
@@ -112,7 +114,7 @@ class Worker:
             payload["options"],
             hook=ProgressScale(on_progress),
             manager=self.manager,
-            identifier=_identifier(known) if known else _library_identifier(self.settings),
+            identifier=_identifier(known) if known else library_identifier(getattr(self.settings, "db_path", None)) if getattr(self.settings, "db_path", None) else None,
             on_segment=on_segment if payload.get("stream") else None,
         )
 
@@ -121,18 +123,11 @@ class Worker:
         return self._transcript(payload, emit)
 
     def job_diarize_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
-        """-> the per-chunk worker's dict (``longform.process_chunk(...).to_dict()``)."""
-        try:
-            from ..longform import process_chunk
-        except ImportError:
-            return chunk_result(self._transcript(payload, emit))
-        kwargs: dict[str, Any] = {}
-        if "manager" in inspect.signature(process_chunk).parameters:
-            kwargs["manager"] = self.manager  # share the worker's models (else a second copy loads)
-        return process_chunk(payload["samples"], payload["options"], **kwargs).to_dict()
+        """-> the per-chunk worker's dict (``process_chunk(...).to_dict()``), on this worker's models."""
+        return process_chunk(payload["samples"], payload["options"], manager=self.manager).to_dict()
 
     def job_speech(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> bytes:
-        from .. import tts
+        from saywho import tts
 
         with self.manager.acquire(f"tts|{payload['voice']}") as voice:
             speech = tts.synthesize(voice, payload["input"], speed=payload.get("speed", 1.0))
@@ -140,8 +135,8 @@ class Worker:
 
     def job_deep(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Speak a sentence with Piper, then transcribe and diarize it: every stage once."""
-        from .. import tts
-        from ..pipeline import transcribe
+        from saywho import tts
+        from saywho.pipeline import transcribe
 
         started = time.perf_counter()
         with self.manager.acquire(f"tts|{payload['voice']}") as voice:
@@ -157,24 +152,9 @@ class Worker:
         return self.manager.loaded()
 
 
-def chunk_result(transcript: Any) -> dict[str, Any]:
-    """The per-chunk worker's dict built from a Transcript (until ``longform`` provides it)."""
-    d = transcript.diarization
-    turns = d.turns if d is not None else ()
-    return {
-        "duration": transcript.duration,
-        "segments": [{"start_s": round(t.start, 3), "end_s": round(t.end, 3), "speaker": t.speaker} for t in turns],
-        "speakers_detected": list(d.speakers) if d is not None else [],
-        "fingerprints": {k: [round(float(x), 6) for x in v] for k, v in (d.fingerprints if d else {}).items()},
-        "words": [{"word": w.text, "start": w.start, "end": w.end, "probability": w.probability,
-                   "speaker": w.speaker} for w in transcript.words],
-        "models": dict(transcript.models),
-    }
-
-
 def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str, tuple[str, float]]]:
     """Names for a recording's speakers from per-request reference clips."""
-    from .. import identify
+    from saywho.speakers import identify
 
     references = {name: identify.embed_reference(samples) for name, samples in known.items()}
 
@@ -184,24 +164,8 @@ def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str,
     return identifier
 
 
-def _library_identifier(settings: Any) -> Callable[[Any], Mapping[str, tuple[str, float]]] | None:
-    """Names from the speaker library in the server's database, when it holds voices."""
-    from ..errors import SpeakerLibraryError
-    from ..speakers import SpeakerLibrary
-
-    path = getattr(settings, "db_path", None)
-    if path is None:
-        return None
-    library = SpeakerLibrary(path)
-    try:
-        return library.identifier() if library.exists() and len(library) else None
-    except SpeakerLibraryError as exc:
-        logger.warning("speakers stay anonymous: %s", exc.message)
-        return None
-
-
 def _warm_diarization() -> None:
-    from .. import embedding, segmentation
+    from saywho.diarization import embedding, segmentation
 
     segmentation.get_model()
     embedding.get_model()
@@ -228,10 +192,9 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
     logging.basicConfig(level=getattr(logging, str(settings.log_level).upper(), logging.INFO),
                         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s")
     tune_malloc()  # before any model loads
+    configure_openmp()
     if settings.cpu_threads:
-        import torch
-
-        torch.set_num_threads(settings.cpu_threads)
+        set_torch_threads(settings.cpu_threads)
     send_lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from .. import forms
-from ..deps import fault, inference_of, settings_of
+from saywho.server import forms
+from saywho.server.deps import fault, inference_of, settings_of
 
 router = APIRouter(tags=["chunks"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from ...errors import NotFoundError
+from saywho.errors import NotFoundError
 
 router = APIRouter(include_in_schema=False)
 

@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from ... import __version__
-from ...errors import SaywhoError
-from ...models import BUNDLED, ModelNotFoundError
-from ...types import TranscribeOptions
-from ..deps import inference_of, settings_of
+from saywho import __version__
+from saywho.errors import SaywhoError
+from saywho.models.registry import BUNDLED, ModelNotFoundError
+from saywho.server.deps import inference_of, settings_of
+from saywho.types import TranscribeOptions
 
 router = APIRouter(tags=["health"])
 

@@ -21,11 +21,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from starlette.datastructures import FormData, UploadFile
 
-from ... import formats
-from ...errors import InvalidOptionError, NotFoundError, PayloadTooLargeError
-from ...jobs import CANCELLED, FAILED, FINISHED, Job, JobService
-from ..deps import settings_of
-from ..forms import TRANSCRIPTION_FORMATS, parse_audio_request
+from saywho import formats
+from saywho.errors import InvalidOptionError, NotFoundError, PayloadTooLargeError
+from saywho.jobs.service import JobService
+from saywho.jobs.store import CANCELLED, FAILED, FINISHED, Job
+from saywho.server.deps import settings_of
+from saywho.server.forms import TRANSCRIPTION_FORMATS, parse_audio_request
 
 router = APIRouter(tags=["jobs"])
 
@@ -225,7 +226,8 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
 
 
 def _enrol(request: Request, jobs: JobService, job_id: str, label: str, name: str) -> dict[str, Any]:
-    from ...speakers import SpeakerLibrary, fingerprint_from_transcript
+    from saywho.speakers.library import SpeakerLibrary
+    from saywho.speakers.service import fingerprint_from_transcript
 
     data = formats.transcript_to_dict(jobs.store.raw_result(job_id))
     fingerprint, speech_s = fingerprint_from_transcript(data, label)

@@ -6,8 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ...errors import NotFoundError
-from ...models import bundled_status
+from saywho.errors import NotFoundError
+from saywho.models.registry import bundled_status
 
 router = APIRouter(tags=["models"])
 

@@ -19,10 +19,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from ...errors import InvalidOptionError
-from ...speakers import SpeakerLibrary, fingerprint_from_audio, fingerprint_from_transcript
-from ..deps import settings_of
-from ..forms import decode_bytes
+from saywho.errors import InvalidOptionError
+from saywho.server.deps import settings_of
+from saywho.server.forms import decode_bytes
+from saywho.speakers.library import SpeakerLibrary
+from saywho.speakers.service import fingerprint_from_audio, fingerprint_from_transcript
 
 router = APIRouter(tags=["speakers"])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from ... import tts
-from ...errors import InvalidOptionError
-from ..deps import fault, inference_of, settings_of
+from saywho import tts
+from saywho.errors import InvalidOptionError
+from saywho.server.deps import fault, inference_of, settings_of
 
 router = APIRouter(tags=["audio"])
 

@@ -10,12 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
-from ... import formats
-from ...errors import SaywhoError
-from ...types import Transcript
-from .. import forms
-from ..deps import fault, inference_of, settings_of
-from ..errors import error_body
+from saywho import formats
+from saywho.errors import SaywhoError
+from saywho.server import forms
+from saywho.server.deps import fault, inference_of, settings_of
+from saywho.server.errors import error_body
+from saywho.types import Transcript
 
 logger = logging.getLogger(__name__)
 

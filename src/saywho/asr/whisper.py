@@ -1,0 +1,169 @@
+"""Speech -> Word / Segment with faster-whisper (int8 on CPU, word timestamps on)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from saywho.errors import InvalidOptionError, ModelNotFoundError
+from saywho.models.registry import resolve_asr_model
+from saywho.types import SAMPLE_RATE, Hook, Segment, TranscribeOptions, Word, no_progress
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AsrResult:
+    language: str
+    language_probability: float
+    segments: tuple[Segment, ...]
+    words: tuple[Word, ...]
+    duration: float
+
+
+def model_key(options: TranscribeOptions) -> str:
+    """The model manager key for an ASR model with its runtime settings."""
+    return f"asr|{options.model}|{options.device}|{options.compute_type}|{options.cpu_threads}"
+
+
+def load_model(key: str) -> Any:
+    """Loader for the model manager: ``key`` comes from ``model_key``."""
+    _, name, device, compute_type, threads = key.split("|")
+    path = resolve_asr_model(name)
+    from faster_whisper import WhisperModel
+
+    try:
+        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=int(threads))
+    except Exception as exc:  # noqa: BLE001 - hub unreachable, corrupt directory, bad device...
+        raise ModelNotFoundError(f"cannot load speech model '{name}': {str(exc).splitlines()[0][:200]}",
+                                 param="model") from None
+    model.feature_extractor = _blocked_feature_extractor(model.feature_extractor)
+    return model
+
+
+# Log-mel features of a long input are computed this many frames (60 s) at a time.
+FEATURE_BLOCK_FRAMES = 6_000
+
+
+def _blocked_feature_extractor(extractor: Any) -> Any:
+    """faster-whisper's feature extractor, computing the same features block by block.
+
+    faster-whisper computes the spectrogram of the whole input at once: for a 5-minute
+    chunk, about 250 MB of transient frames and complex spectra, the largest peak of
+    the ASR stage. STFT frames are independent, so blocks of frames give the same
+    values; the one global step (the clamp at max - 8) runs on the assembled result.
+    """
+    base = type(extractor)
+
+    class BlockedFeatureExtractor(base):  # type: ignore[misc, valid-type]
+        def __call__(self, waveform: np.ndarray, padding: int = 160, chunk_length: int | None = None) -> np.ndarray:
+            if chunk_length is not None:
+                self.n_samples = chunk_length * self.sampling_rate
+                self.nb_max_frames = self.n_samples // self.hop_length
+            waveform = np.asarray(waveform, dtype=np.float32)
+            if padding:
+                waveform = np.pad(waveform, (0, padding))
+            half = self.n_fft // 2
+            if len(waveform) <= half:  # too short to reflect: the original handles it
+                return super().__call__(waveform, padding=0)
+            signal = np.pad(waveform, (half, half), mode="reflect")
+            frames = (len(signal) - self.n_fft) // self.hop_length  # at least 1; the last is dropped
+            window = np.hanning(self.n_fft + 1)[:-1].astype("float32")
+            log_spec = np.empty((self.mel_filters.shape[0], frames), dtype=np.float32)
+            for first in range(0, frames, FEATURE_BLOCK_FRAMES):
+                last = min(first + FEATURE_BLOCK_FRAMES, frames)
+                piece = signal[first * self.hop_length : (last - 1) * self.hop_length + self.n_fft]
+                stft = self.stft(piece, self.n_fft, self.hop_length, window=window, center=False,
+                                 return_complex=True).astype("complex64")
+                magnitudes = np.abs(stft) ** 2
+                mel_spec = self.mel_filters @ magnitudes
+                log_spec[:, first:last] = np.log10(np.clip(mel_spec, a_min=1e-10, a_max=None))
+            np.maximum(log_spec, log_spec.max() - 8.0, out=log_spec)
+            log_spec += 4.0
+            log_spec /= 4.0
+            return log_spec
+
+    blocked = BlockedFeatureExtractor.__new__(BlockedFeatureExtractor)
+    blocked.__dict__.update(extractor.__dict__)
+    return blocked
+
+
+def transcribe(
+    model: Any,
+    audio: np.ndarray,
+    options: TranscribeOptions,
+    *,
+    hook: Hook = no_progress,
+    on_segment: Callable[[Segment], None] | None = None,
+) -> AsrResult:
+    """Run faster-whisper over a whole 16 kHz mono array and collect typed results.
+
+    ``on_segment`` sees each segment as soon as it is decoded (for streaming).
+    """
+    duration = len(audio) / SAMPLE_RATE
+    if options.language and not model.model.is_multilingual and options.language != "en":
+        raise InvalidOptionError(
+            f"model '{options.model}' is English-only; use a multilingual model such as 'base' "
+            f"for language '{options.language}'",
+            param="language",
+        )
+    if options.task == "translate" and not model.model.is_multilingual:
+        raise InvalidOptionError(
+            f"model '{options.model}' is English-only and cannot translate; use 'base'", param="model"
+        )
+    hook("asr", completed=0.0, total=duration)
+    try:
+        raw_segments, info = model.transcribe(
+            audio,
+            language=options.language or None,
+            task=options.task,
+            beam_size=options.beam_size,
+            temperature=options.temperature,
+            initial_prompt=options.initial_prompt or None,
+            word_timestamps=True,
+            vad_filter=options.vad_filter,
+            condition_on_previous_text=False,
+        )
+    except ValueError as exc:  # unknown language code and the like
+        raise InvalidOptionError(str(exc), param="language") from None
+
+    segments: list[Segment] = []
+    words: list[Word] = []
+    for raw in raw_segments:  # a generator: decoded lazily, consumed exactly once
+        seg_words = tuple(
+            Word(start=round(float(w.start), 3), end=round(float(w.end), 3), text=w.word,
+                 probability=round(float(w.probability), 4))
+            for w in (raw.words or ())
+            if w.word.strip()
+        )
+        segments.append(
+            Segment(
+                id=len(segments),
+                start=round(float(raw.start), 3),
+                end=round(float(raw.end), 3),
+                text=raw.text,
+                words=seg_words,
+                seek=raw.seek,
+                tokens=tuple(raw.tokens),
+                temperature=float(raw.temperature or 0.0),
+                avg_logprob=float(raw.avg_logprob),
+                compression_ratio=float(raw.compression_ratio),
+                no_speech_prob=float(raw.no_speech_prob),
+            )
+        )
+        words.extend(seg_words)
+        if on_segment is not None:
+            on_segment(segments[-1])
+        hook("asr", completed=min(raw.end, duration), total=duration)
+    hook("asr", completed=duration, total=duration)
+    return AsrResult(
+        language=info.language,
+        language_probability=info.language_probability,
+        segments=tuple(segments),
+        words=tuple(words),
+        duration=duration,
+    )

@@ -1,0 +1,5 @@
+"""The ``saywho`` command line: one module per command."""
+
+from saywho.cli.app import main
+
+__all__ = ["main"]

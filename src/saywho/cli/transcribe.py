@@ -1,0 +1,205 @@
+"""``saywho transcribe FILE...``: recordings -> who said what."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from saywho.errors import InvalidOptionError
+from saywho.formats import CLI_FORMATS, get_writer
+from saywho.speakers.service import library_identifier
+from saywho.types import Identifier, SpeakerCount, TranscribeOptions
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "transcribe",
+        help="transcribe recordings with speaker labels",
+        description="Transcribe audio or video files into who said what.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio or video files (anything ffmpeg reads)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="output file (one input) or directory (several inputs); default: stdout")
+    p.add_argument("-f", "--format", default="txt", choices=CLI_FORMATS, help="output format (default: txt)")
+    p.add_argument("-m", "--model", default="tiny.en",
+                   help="speech model: bundled alias (tiny.en, base), local CTranslate2 dir, or HF id")
+    p.add_argument("-l", "--language", help="language code (default: detect)")
+    p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
+                   help="translate into English (multilingual models)")
+    g = p.add_argument_group("speakers")
+    g.add_argument("--num-speakers", type=int, metavar="N", help="exact number of speakers")
+    g.add_argument("--min-speakers", type=int, metavar="A", help="at least this many speakers")
+    g.add_argument("--max-speakers", type=int, metavar="B", help="at most this many speakers")
+    g.add_argument("--no-diarize", action="store_true", help="transcribe only, no speaker labels")
+    g.add_argument("--no-identify", action="store_true", help="keep Speaker_N labels: no names from the library")
+    g.add_argument("--speakers-db", metavar="PATH", help="speaker library (default: $SAYWHO_SPEAKERS_DB or "
+                   "<data dir>/saywho/speakers.db)")
+    p.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    lg = p.add_argument_group(
+        "long recordings",
+        "Files longer than the chunk length plus a minute (or any file, with --chunk-minutes, "
+        "--work-dir or --resume) are cut into chunks in pauses, processed chunk by chunk, and "
+        "stitched with the same speaker labels throughout.",
+    )
+    lg.add_argument("--chunk-minutes", type=float, metavar="M",
+                    help="chunk length in minutes (default: 5); forces chunked processing")
+    lg.add_argument("--workers", type=int, default=1, metavar="N",
+                    help="chunks processed in parallel by N local processes (default: 1)")
+    lg.add_argument("--ray", metavar="ADDRESS", default=os.environ.get("SAYWHO_RAY_ADDRESS") or None,
+                    help="run chunks on the Ray cluster at ADDRESS ('auto', 'ray://host:10001', or "
+                    "'local'; default: $SAYWHO_RAY_ADDRESS); needs saywho[ray]")
+    lg.add_argument("--work-dir", metavar="DIR",
+                    help="keep the chunks and their results here (default: a directory in the cache, "
+                    "removed after success)")
+    lg.add_argument("--resume", action="store_true",
+                    help="reuse the finished chunks of an interrupted run of the same file and settings")
+    p.set_defaults(func=run)
+
+
+def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
+    if args.beam_size < 1:
+        raise InvalidOptionError("--beam-size must be at least 1")
+    return TranscribeOptions(
+        model=args.model,
+        language=args.language,
+        task=args.task,
+        diarize=not args.no_diarize,
+        speakers=SpeakerCount(num=args.num_speakers, min=args.min_speakers, max=args.max_speakers),
+        beam_size=args.beam_size,
+        cpu_threads=args.threads,
+        device=args.device,
+        compute_type=args.compute_type,
+        identify=not getattr(args, "no_identify", False),
+    )
+
+
+def _library_identifier(args: argparse.Namespace, options: TranscribeOptions) -> Identifier | None:
+    """The speaker library's matcher, when identification is on and the library has voices."""
+    if not (options.diarize and options.identify):
+        return None
+    explicit = getattr(args, "speakers_db", None)
+    return library_identifier(
+        explicit, strict=bool(explicit),
+        warn=lambda message: print(f"saywho: warning: {message}; speakers stay anonymous", file=sys.stderr),
+    )
+
+
+def _targets(files: list[str], output: str | None, extension: str) -> list[Path | None]:
+    if output is None:
+        return [None] * len(files)
+    out = Path(output)
+    if len(files) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
+        return [out]
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / f"{Path(f).stem}.{extension}" for f in files]
+
+
+def _chunk_s(args: argparse.Namespace) -> float:
+    from saywho.longform.plan import DEFAULT_CHUNK_S
+
+    minutes = getattr(args, "chunk_minutes", None)
+    if minutes is not None and minutes <= 0:
+        raise InvalidOptionError("--chunk-minutes must be positive")
+    return DEFAULT_CHUNK_S if minutes is None else 60.0 * minutes
+
+
+def _is_long(path: str, args: argparse.Namespace) -> bool:
+    """Chunked processing: asked for, or the file is longer than a chunk and a minute."""
+    if args.chunk_minutes is not None or args.work_dir or args.resume:
+        return True
+    from saywho.audio.decode import probe_duration
+    from saywho.errors import AudioDecodeError
+
+    try:
+        duration = probe_duration(path)
+    except AudioDecodeError:
+        return False  # the single-pass path reports the error
+    return duration is None or duration > _chunk_s(args) + 60.0
+
+
+def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar, identifier):
+    from saywho.longform.run import transcribe_long
+    from saywho.longform.store import default_work_dir
+
+    if args.workers < 1:
+        raise InvalidOptionError("--workers must be at least 1")
+    chunk_s = _chunk_s(args)
+    work_dir = args.work_dir or default_work_dir(path, options, chunk_s)
+
+    def hook(step: str, *, completed: float | None = None, total: float | None = None) -> None:
+        if bar is None:
+            return
+        if step == "chunks" and total:
+            bar.extra = f"chunks {int(completed or 0)}/{int(total)}"
+        bar(step, completed=completed, total=total)
+
+    try:
+        transcript = transcribe_long(path, options, chunk_s=chunk_s, workers=args.workers, ray_address=args.ray,
+                                     work_dir=work_dir, resume=args.resume, hook=hook, identifier=identifier)
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        print(f"saywho: finished chunks are kept in {work_dir}; run the same command with --resume "
+              "to continue", file=sys.stderr)
+        raise
+    if not args.work_dir:
+        import shutil
+
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return transcript
+
+
+def run(args: argparse.Namespace) -> int:
+    from saywho.cli.progressbar import ProgressBar
+    from saywho.pipeline import transcribe
+    from saywho.progress import LONG_STEPS, STEPS
+    from saywho.runtime import tune_malloc
+
+    tune_malloc()  # before any model loads: several files in a row reuse one heap
+    options = options_from_args(args)
+    identifier = _library_identifier(args, options)
+    writer = get_writer(args.format)
+    targets = _targets(args.files, args.output, writer.extension)
+    failures = 0
+    for path, target in zip(args.files, targets, strict=True):
+        show = not args.quiet and sys.stderr.isatty()
+        long = _is_long(path, args)
+        bar = ProgressBar(label=f"{Path(path).name} " if len(args.files) > 1 else "",
+                          steps=LONG_STEPS if long else STEPS) if show else None
+        try:
+            if long:
+                transcript = _transcribe_long(path, options, args, bar, identifier)
+            else:
+                transcript = transcribe(path, options, hook=bar, identifier=identifier)
+        except Exception:
+            if bar:
+                bar.close()
+            if len(args.files) == 1:
+                raise
+            from saywho.errors import SaywhoError
+
+            exc = sys.exc_info()[1]
+            message = exc.message if isinstance(exc, SaywhoError) else f"{type(exc).__name__}: {exc}"
+            print(f"saywho: error: {message}", file=sys.stderr)
+            failures += 1
+            continue
+        if bar:
+            bar.close()
+        for warning in transcript.warnings:
+            print(f"saywho: warning: {warning}", file=sys.stderr)
+        text = writer.render(transcript, uri=Path(path).stem, granularities=("segment", "word"))
+        if target is None:
+            if len(args.files) > 1:
+                sys.stdout.write(f"==> {path} <==\n")
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+    return 1 if failures else 0

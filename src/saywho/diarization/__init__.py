@@ -1,0 +1,1 @@
+"""Who spoke when: segmentation, fingerprints (embedding), clustering, the pipeline, words -> speakers."""

@@ -1,0 +1,1 @@
+"""Measurement: DER, JER, WER, cpWER, datasets, reports, and synthetic test speech."""

@@ -1,0 +1,1 @@
+"""Async transcription jobs: SQLite store, runner, progress, the service the server calls."""

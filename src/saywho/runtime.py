@@ -1,0 +1,112 @@
+"""Process-wide runtime settings, decided once per process: OpenMP waiting, torch
+threads, and glibc's heap (no-ops where they do not apply).
+
+Nothing here runs at import: the CLI, the server's worker and the chunk executors call
+these functions once, before the models load.
+
+Memory: keep glibc's heap from growing run after run.
+
+Long recordings and the server's worker run the same models over and over; with
+glibc's defaults the freed spectra and activations fragment the heap and a process's
+peak creeps up with every chunk or request. ``tune_malloc`` is called once, before the
+models load (the long-file path with a low mmap threshold); ``release_memory`` after
+each unit of work.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+__all__ = [
+    "LONG_FILE_MMAP_THRESHOLD", "configure_openmp", "release_memory", "set_torch_threads", "tune_malloc",
+]
+
+_threads_lock = threading.Lock()
+_torch_threads: int | None = None
+
+
+def cores_are_busy() -> bool:
+    """Whether the 1-minute load average already exceeds the number of cores."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        return False
+
+
+def configure_openmp(environ: dict[str, str] | None = None) -> None:
+    """Choose how OpenMP threads wait, before torch loads OpenMP (call it first thing).
+
+    OpenMP threads that spin while waiting make torch's LSTM and convolutions 2-15x
+    slower when another process holds the cores (2 min of diarization: 17 s instead of
+    9 s with one core busy; 34-64 s on a machine loaded 6x), while on idle cores
+    spinning is twice as fast (5 s against 9 s). So: sleep-waiting only when the cores
+    are already busy as saywho starts. An explicit ``OMP_WAIT_POLICY`` is left alone.
+    The choice changes speed only, never results.
+    """
+    env = os.environ if environ is None else environ
+    if "OMP_WAIT_POLICY" not in env and cores_are_busy():
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+def set_torch_threads(threads: int) -> None:
+    """Set torch's intra-op thread count once per process (again only if it changes).
+
+    ``torch.set_num_threads`` rebuilds the thread pool; calling it on every request
+    costs time and races with other threads running torch.
+    """
+    global _torch_threads
+    threads = max(1, int(threads))
+    with _threads_lock:
+        if _torch_threads == threads:
+            return
+        import torch  # optional heavy import, only when a caller sets threads
+
+        torch.set_num_threads(threads)
+        _torch_threads = threads
+
+
+# The mmap threshold of the long-file path (see tune_malloc).
+LONG_FILE_MMAP_THRESHOLD = 1 << 20
+
+
+def tune_malloc(arenas: int = 2, mmap_threshold: int | None = None) -> None:
+    """Bound glibc's heap (glibc only; elsewhere a no-op).
+
+    - At most ``arenas`` malloc arenas (ctranslate2, torch and ffmpeg threads each get
+      one, and memory freed in one is not reused by another): a 5-minute chunk's peak
+      RSS went from 1.88 GB to 1.22 GB. No measurable cost in speed.
+    - ``mmap_threshold``: allocations of this many bytes or more (spectra, activations)
+      are mapped on their own and go back to the OS when freed. By default glibc raises
+      its threshold to 32 MB once it sees such a block freed; the big arrays then come
+      from the heap, which fragments: over a 60-minute recording a chunk's peak rose
+      from 1.1 GB in the first chunk to 1.8 GB in the twelfth. At 1 MiB
+      (``LONG_FILE_MMAP_THRESHOLD``, what ``transcribe_long`` uses) the peaks stay
+      flat, but every large array then costs fresh zeroed pages: a 5-minute file took
+      40 % longer (system time 8.7 s -> 25.7 s), so short files keep glibc's default.
+      4 MiB cost as much and 16 MiB did not stop the growth (docs/BENCHMARKS.md).
+
+    Takes effect for arenas and blocks created afterwards: call it before models load.
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-8, arenas)  # M_ARENA_MAX
+        if mmap_threshold is not None:
+            libc.mallopt(-3, mmap_threshold)  # M_MMAP_THRESHOLD (also ends its dynamic growth)
+    except (OSError, AttributeError):
+        pass
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the OS after a unit of work (a chunk, a request), so that
+    a worker's resident size stays that of one unit however many it has done."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

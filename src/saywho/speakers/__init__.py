@@ -1,0 +1,1 @@
+"""The library of named voices (SQLite) and identification of diarized speakers."""

@@ -1,0 +1,110 @@
+"""What the CLI, the server's worker and the jobs share about known voices: where
+fingerprints for enrolment come from, and naming a recording's speakers from the
+library (wired once, here).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from saywho.audio.decode import load_audio
+from saywho.errors import InvalidOptionError, SpeakerLibraryError
+from saywho.formats import transcript_from_dict
+from saywho.speakers.export import unit_vectors
+from saywho.speakers.identify import MIN_SPEECH_S, embed_reference_with_speech
+from saywho.speakers.library import SpeakerLibrary
+from saywho.types import SAMPLE_RATE, Identifier, Transcript
+
+logger = logging.getLogger(__name__)
+
+
+def library_identifier(
+    path: str | os.PathLike[str] | None, *, strict: bool = False, warn: Callable[[str], None] | None = None
+) -> Identifier | None:
+    """The library's matcher for ``pipeline.transcribe``, or None when it holds no voices.
+
+    ``path`` None is the default library. A damaged library raises
+    ``SpeakerLibraryError`` when ``strict`` (the user named it), else it is logged and
+    speakers stay anonymous (``warn(message)`` says so, default: the log).
+    """
+    library = SpeakerLibrary(path)
+    if strict and not library.exists():
+        raise InvalidOptionError(f"no speaker library at {library.path}", param="speakers_db")
+    try:
+        return library.identifier() if library.exists() and len(library) else None
+    except SpeakerLibraryError as exc:
+        if strict:
+            raise
+        if warn is not None:
+            warn(exc.message)
+        else:
+            logger.warning("speakers stay anonymous: %s", exc.message)
+        return None
+
+
+def name_speakers(transcript: Transcript, identifier: Identifier | None) -> Transcript:
+    """A copy of ``transcript`` whose speakers carry the names ``identifier`` recognises
+    (the transcript itself when it has no speakers or none is recognised)."""
+    if identifier is None or transcript.diarization is None:
+        return transcript
+    try:
+        names = identifier(transcript.diarization)
+    except Exception as exc:  # noqa: BLE001 - a damaged library must not fail the transcript
+        logger.warning("speaker identification skipped: %s", exc)
+        return transcript
+    if not names:
+        return transcript
+    speakers = tuple(
+        dataclasses.replace(s, name=names[s.label][0], score=round(names[s.label][1], 4)) if s.label in names else s
+        for s in transcript.speakers
+    )
+    return dataclasses.replace(transcript, speakers=speakers)
+
+
+def fingerprint_from_audio(
+    source: Any, *, start: float | None = None, end: float | None = None
+) -> tuple[np.ndarray, float]:
+    """(fingerprint, speech seconds) of one voice in an audio file/bytes, optionally cut to [start, end)."""
+    samples = load_audio(source).samples
+    if start is not None or end is not None:
+        a = 0.0 if start is None else float(start)
+        b = len(samples) / SAMPLE_RATE if end is None else float(end)
+        if a < 0 or b <= a:
+            raise InvalidOptionError(f"--start/--end must satisfy 0 <= start < end (got {a:g}, {b:g})",
+                                     param="start")
+        samples = samples[int(a * SAMPLE_RATE): int(b * SAMPLE_RATE)]
+    return embed_reference_with_speech(samples)
+
+
+def fingerprint_from_transcript(data: Mapping[str, Any], label: str) -> tuple[np.ndarray, float]:
+    """(fingerprint, speech seconds) of one speaker of a saywho JSON result.
+
+    ``label`` is the anonymous label (``Speaker_1``) or the name the result shows.
+    """
+    transcript = transcript_from_dict(dict(data))
+    d = transcript.diarization
+    if d is None or not d.fingerprints:
+        raise InvalidOptionError(
+            "the transcript holds no speaker fingerprints (was it written with -f json and diarization on?)",
+            param="transcript_json",
+        )
+    match = next((s for s in transcript.speakers if label in (s.label, s.name)), None)
+    key = match.label if match is not None else label
+    if key not in d.fingerprints:
+        raise InvalidOptionError(
+            f"no speaker '{label}' in the transcript (it has {', '.join(d.fingerprints)})", param="label"
+        )
+    speech_s = float(match.speech_s) if match is not None else 0.0
+    if match is not None and speech_s < MIN_SPEECH_S:
+        raise InvalidOptionError(
+            f"{label} speaks for only {speech_s:.1f} s in this transcript; enrolment needs at least "
+            f"{MIN_SPEECH_S:g} s of speech",
+            param="label",
+        )
+    return unit_vectors(d.fingerprints[key])[0], speech_s
