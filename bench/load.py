@@ -151,7 +151,7 @@ def main() -> int:
                 started = time.perf_counter()
                 try:
                     one_request(c, kind, clip)
-                except Exception as exc:  # noqa: BLE001 - every failure is counted, by type
+                except Exception as exc:
                     with lock:
                         errors[f"{kind}: {type(exc).__name__} {getattr(exc, 'status_code', '')}".strip()] += 1
                     continue

@@ -35,10 +35,10 @@ pytestmark = [
 sync_api = pytest.importorskip("playwright.sync_api")
 uvicorn = pytest.importorskip("uvicorn")
 
-from saywho.server.app import create_app
-from saywho.settings import Settings
+from saywho.server.app import create_app  # noqa: E402 (after the importorskip guards)
+from saywho.settings import Settings  # noqa: E402
 
-from .jobs_fakes import DEFAULT_LINES, ScriptedTranscriber, write_tone_wav
+from .jobs_fakes import DEFAULT_LINES, ScriptedTranscriber, write_tone_wav  # noqa: E402
 
 
 class _NoInference:
@@ -68,7 +68,7 @@ def recording(tmp_path_factory):
         lines = tuple((t.start, t.end, labels[t.speaker], text)
                       for t, (_, text) in zip(conv.turns, conv.texts, strict=True))
         return path, lines
-    except Exception:  # noqa: BLE001 - no flite: a tone recording with the default script
+    except Exception:
         write_tone_wav(path, 20.0)
         return path, DEFAULT_LINES
 
@@ -186,7 +186,8 @@ def test_upload_watch_progress_explore_rename_and_export(page, server, recording
     assert len(colours) == len(speakers)  # one colour per speaker
 
     # the timeline zooms
-    width = lambda: page.eval_on_selector("#timeline .canvas", "e => e.getBoundingClientRect().width")
+    def width():
+        return page.eval_on_selector("#timeline .canvas", "e => e.getBoundingClientRect().width")
     before = width()
     page.click("#zoom-in")
     assert width() == pytest.approx(2 * before, rel=0.02)

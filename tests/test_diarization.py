@@ -258,6 +258,8 @@ def test_two_similar_voices_in_one_window_stay_two(second: str) -> None:
     d = diarize_module.diarize(conv.samples)
     assert d.speakers == ("Speaker_0", "Speaker_1")
     first, other = conv.turns
-    mid = lambda a, b: (a + b) / 2
-    owner = lambda t: next(x.speaker for x in d.exclusive if x.start <= t <= x.end)
+    def mid(a, b):
+        return (a + b) / 2
+    def owner(t):
+        return next(x.speaker for x in d.exclusive if x.start <= t <= x.end)
     assert owner(mid(first.start, first.end)) != owner(mid(other.start, other.end))

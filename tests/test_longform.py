@@ -172,7 +172,7 @@ def test_far_apart_voices_are_never_merged():
     ]
     mappings, centroids = global_speakers(results)
     assert len(centroids) == 6
-    for i, m in enumerate(results):
+    for i, _m in enumerate(results):
         for j in range(2):
             same = [k for k, r in enumerate(results) for lab in r.speakers_detected
                     if np.allclose(r.fingerprints[lab], basis[(i + j) % 6])]

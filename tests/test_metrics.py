@@ -169,7 +169,7 @@ def test_read_rttm_and_uem(tmp_path):
     assert read_uem(uem) == {"rec1": [(0.0, 30.0), (40.0, 50.0)]}
 
     rttm.write_text("SPEAKER rec1 1 zero 2.5 <NA> <NA> s1\n")
-    with pytest.raises(InvalidOptionError, match="x.rttm:1"):
+    with pytest.raises(InvalidOptionError, match=r"x\.rttm:1"):
         read_rttm(rttm)
     with pytest.raises(InvalidOptionError):
         read_uem(tmp_path / "missing.uem")

@@ -83,7 +83,7 @@ def test_resolve_asr_model() -> None:
 
 
 def test_local_directory_must_hold_a_model(tmp_path) -> None:
-    with pytest.raises(ModelNotFoundError, match="model.bin"):
+    with pytest.raises(ModelNotFoundError, match=r"model\.bin"):
         resolve_asr_model(str(tmp_path))
     (tmp_path / "model.bin").write_bytes(b"x")
     assert resolve_asr_model(str(tmp_path)) == str(tmp_path)

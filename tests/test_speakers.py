@@ -222,7 +222,7 @@ def test_concurrent_writers(library):
     def enrol(i: int) -> None:
         try:
             SpeakerLibrary(library.path).add(f"Voice {i}", voice(i), source=f"{i}.wav")
-        except Exception as exc:  # noqa: BLE001 - collected and reported below
+        except Exception as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=enrol, args=(i,)) for i in range(8)]

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from saywho.errors import SaywhoError
+
+if TYPE_CHECKING:
+    import os
 
 logger = logging.getLogger(__name__)
 

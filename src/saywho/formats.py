@@ -8,14 +8,16 @@ Every writer takes a Transcript and returns text. ``json`` is saywho's full resu
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saywho import __version__
 from saywho.diarization.assign import join_words
 from saywho.errors import InvalidOptionError
 from saywho.types import Diarization, Segment, SpeakerInfo, SpeakerTurn, Transcript, Word
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
 
 # Whisper language codes -> the lower-case names OpenAI's verbose_json uses.
 _LANGUAGE_NAMES = {

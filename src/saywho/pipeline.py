@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from saywho.asr import whisper as asr_stage
 from saywho.audio.decode import AudioSource, load_audio
 from saywho.diarization.assign import assign_speakers, join_words, speaker_blocks, speech_time
+from saywho.diarization.pipeline import diarize as diarize_stage
 from saywho.models.manager import ModelManager, process_wide
 from saywho.runtime import set_torch_threads
 from saywho.types import (
@@ -32,6 +30,11 @@ from saywho.types import (
     Transcript,
     no_progress,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +53,6 @@ def run_asr(
 def run_diarization(
     audio: np.ndarray, options: DiarizeOptions, *, hook: Hook = no_progress
 ) -> Diarization:
-    from saywho.diarization.pipeline import diarize as diarize_stage
-
     return diarize_stage(audio, options, hook=hook)
 
 

@@ -15,6 +15,7 @@ each unit of work.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 
@@ -106,7 +107,5 @@ def release_memory() -> None:
     import gc
 
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass

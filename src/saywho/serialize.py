@@ -25,7 +25,7 @@ SCHEMA_VERSION = 1
 
 T = TypeVar("T")
 
-__all__ = ["SCHEMA_VERSION", "dump", "load", "to_data", "from_data"]
+__all__ = ["SCHEMA_VERSION", "dump", "from_data", "load", "to_data"]
 
 
 def dump(value: Any) -> dict[str, Any]:

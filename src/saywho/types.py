@@ -10,6 +10,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from saywho.errors import InvalidOptionError
+
 SAMPLE_RATE = 16_000
 
 
@@ -157,8 +159,6 @@ class SpeakerCount:
     max: int | None = None
 
     def __post_init__(self) -> None:
-        from saywho.errors import InvalidOptionError
-
         for name in ("num", "min", "max"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -210,7 +210,8 @@ class TranscribeOptions:
         return DiarizeOptions(speakers=self.speakers, device=self.device)
 
 
-Hook = Callable[..., None]
+# The progress hook every stage takes (``ProgressHook``).
+Hook = ProgressHook
 
 # Names for a recording's speakers: label -> (name, score) for the voices recognised
 # (the speaker library's matcher, or per-request reference clips).

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from saywho.errors import InvalidOptionError, ModelNotFoundError
 from saywho.models.registry import resolve_asr_model
 from saywho.types import SAMPLE_RATE, Hook, Segment, TranscribeOptions, Word, no_progress
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ def load_model(key: str) -> Any:
 
     try:
         model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=int(threads))
-    except Exception as exc:  # noqa: BLE001 - hub unreachable, corrupt directory, bad device...
+    except Exception as exc:
         raise ModelNotFoundError(f"cannot load speech model '{name}': {str(exc).splitlines()[0][:200]}",
                                  param="model") from None
     model.feature_extractor = _blocked_feature_extractor(model.feature_extractor)

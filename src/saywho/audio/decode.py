@@ -11,15 +11,17 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from saywho.errors import AudioDecodeError
 from saywho.types import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ def _open(source: AudioSource):
         target = source
     try:
         container = av.open(target, mode="r", metadata_errors="ignore")
-    except Exception as exc:  # noqa: BLE001 - av raises many error types for garbage input
+    except Exception as exc:
         raise AudioDecodeError(f"{_name(source)}: not a readable audio or video file ({_short(exc)})") from None
     if not container.streams.audio:
         container.close()
@@ -154,7 +156,7 @@ def stream_audio(
             logger.warning("%s", message)
     except AudioDecodeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a corrupt stream fails in av's many ways
+    except Exception as exc:
         if produced == 0 and pending_len == 0:
             raise AudioDecodeError(f"{_name(source)}: cannot decode audio ({_short(exc)})") from None
         message = f"{_name(source)}: decoding stopped early ({_short(exc)}); kept what was decodable"

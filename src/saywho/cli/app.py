@@ -11,14 +11,17 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from saywho import __version__
 from saywho.errors import InvalidOptionError, SaywhoError
 from saywho.runtime import configure_openmp
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
 # Subcommand modules in help order; a module that is not installed is skipped.
-COMMANDS = ("transcribe", "models", "speakers", "serve", "eval")
+COMMANDS = ("transcribe", "models", "speakers", "serve", "wyoming", "eval")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

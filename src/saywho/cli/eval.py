@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from saywho.errors import InvalidOptionError
 from saywho.types import SpeakerCount, TranscribeOptions
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,8 +65,12 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
 
 
 def run(args: argparse.Namespace) -> int:
-    from saywho.evaluation.evaluate import evaluate_dataset
-    from saywho.evaluation.report import render_json, render_markdown, write_plots
+    from saywho.evaluation.evaluate import evaluate_dataset  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.evaluation.report import (  # lazy: `saywho --help` stays fast (no torch)
+        render_json,
+        render_markdown,
+        write_plots,
+    )
 
     options = options_from_args(args)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from saywho.models.registry import bundled_status
+    from saywho.models.registry import bundled_status  # lazy: `saywho --help` stays fast (no torch)
 
     rows = bundled_status()
     if args.json:

@@ -1,47 +1,42 @@
-"""A progress bar on stderr driven by the library's progress hook."""
+"""A progress bar on stderr (tqdm) driven by the library's progress hook."""
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
+
+from tqdm import tqdm
 
 from saywho.progress import STEPS, ProgressScale
 
 
 class ProgressBar:
-    """Draws ``[#####.....]  45% asr  0:12 left`` on one terminal line."""
+    """``45%|#####     | [00:12<00:15, asr, chunks 3/12]`` on one terminal line.
+
+    tqdm (already installed with faster-whisper) draws the bar and estimates the time
+    left; ``ProgressScale`` supplies one honest 0-100 figure across steps that run side
+    by side. ``close()`` completes the bar; ``close(interrupted=True)`` leaves it where
+    it stopped and says so.
+    """
 
     def __init__(self, label: str = "", stream: TextIO | None = None, width: int = 28,
                  steps: tuple[tuple[str, float], ...] = STEPS) -> None:
-        self._stream = stream or sys.stderr
-        self._label = label
-        self._width = width
-        self._start = time.monotonic()
-        self._last_draw = 0.0
+        self._bar = tqdm(total=100.0, desc=label.strip() or None, file=stream or sys.stderr, ncols=width + 60,
+                         bar_format="{desc}{percentage:3.0f}%|{bar}| [{elapsed}<{remaining}{postfix}]",
+                         mininterval=0.1, leave=True, dynamic_ncols=False)
         self.extra = ""  # e.g. "chunks 3/12"
         self.scale = ProgressScale(self._draw, steps)
 
     def _draw(self, percent: float, step: str) -> None:
-        now = time.monotonic()
-        if percent < 100 and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
-        filled = int(self._width * percent / 100)
-        elapsed = now - self._start
-        eta = ""
-        if 3 < percent < 100 and elapsed > 1:
-            left = elapsed * (100 - percent) / percent
-            eta = f" {int(left // 60)}:{int(left % 60):02d} left"
-        extra = f" {self.extra}" if self.extra else ""
-        line = f"\r{self._label}[{'#' * filled}{'.' * (self._width - filled)}] {percent:3.0f}% {step:<12}{extra}{eta}"
-        self._stream.write(line.ljust(100)[:120])
-        self._stream.flush()
+        self._bar.set_postfix_str(f"{step}, {self.extra}" if self.extra else step, refresh=False)
+        self._bar.update(percent - self._bar.n)
 
     def __call__(self, step: str, *, completed: float | None = None, total: float | None = None) -> None:
         self.scale(step, completed=completed, total=total)
 
-    def close(self) -> None:
-        self.scale.finish()
-        self._stream.write("\n")
-        self._stream.flush()
+    def close(self, *, interrupted: bool = False) -> None:
+        if interrupted:
+            self._bar.set_postfix_str("interrupted", refresh=True)
+        else:
+            self.scale.finish()
+        self._bar.close()

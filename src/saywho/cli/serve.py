@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
                    help="allow browser requests from ORIGIN (repeatable, * for any)")
     p.add_argument("--data-dir", help="where jobs and the speaker library live")
+    p.add_argument("--wyoming-uri", metavar="URI",
+                   help="also serve the Wyoming protocol for Home Assistant, e.g. tcp://0.0.0.0:10300 "
+                   "(same speaker library; see docs/home-assistant.md)")
+    p.add_argument("--no-zeroconf", dest="zeroconf", action="store_false",
+                   help="with --wyoming-uri: do not advertise it by mDNS")
     p.set_defaults(func=run)
 
 
@@ -32,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from saywho.server.app import create_app
-    from saywho.settings import Settings
+    from saywho.server.app import create_app  # lazy: `saywho --help` stays fast (no server stack)
+    from saywho.settings import Settings  # lazy: `saywho --help` stays fast (no server stack)
 
     overrides = {
         name: getattr(args, name)
@@ -45,6 +53,15 @@ def run(args: argparse.Namespace) -> int:
     # The CLI configured logging at WARNING; a server reports its worker's life at INFO.
     logging.getLogger("saywho").setLevel(logging.DEBUG if args.verbose > 1 else logging.INFO)
     app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                timeout_graceful_shutdown=10)
+    if not args.wyoming_uri:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                    timeout_graceful_shutdown=10)
+        return 0
+    import asyncio
+
+    from saywho.wyoming.server import serve, serve_options  # lazy: only with --wyoming-uri
+
+    http = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                                         timeout_graceful_shutdown=10))
+    asyncio.run(serve(serve_options(settings, args.wyoming_uri, zeroconf=args.zeroconf), beside=http.serve))
     return 0

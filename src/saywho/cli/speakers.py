@@ -64,13 +64,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _library(args: argparse.Namespace):
-    from saywho.speakers.library import SpeakerLibrary
+    from saywho.speakers.library import SpeakerLibrary  # lazy: `saywho --help` stays fast (no torch)
 
     return SpeakerLibrary(args.speakers_db)
 
 
 def run_add(args: argparse.Namespace) -> int:
-    from saywho.speakers.service import fingerprint_from_audio, fingerprint_from_transcript
+    from saywho.speakers.service import (  # lazy: `saywho --help` stays fast (no torch)
+        fingerprint_from_audio,
+        fingerprint_from_transcript,
+    )
 
     if args.from_transcript:
         if args.files or args.start is not None or args.end is not None:
@@ -147,7 +150,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from saywho.speakers.export import load_export
+    from saywho.speakers.export import load_export  # lazy: `saywho --help` stays fast (no torch)
 
     imported = _library(args).import_(load_export(args.file), merge=args.merge)
     print(f"imported {len(imported)} speaker(s): {', '.join(s.name for s in imported)}")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from saywho.errors import InvalidOptionError
 from saywho.formats import CLI_FORMATS, get_writer
 from saywho.speakers.service import library_identifier
 from saywho.types import Identifier, SpeakerCount, TranscribeOptions
+
+if TYPE_CHECKING:
+    import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -101,7 +104,7 @@ def _targets(files: list[str], output: str | None, extension: str) -> list[Path 
 
 
 def _chunk_s(args: argparse.Namespace) -> float:
-    from saywho.longform.plan import DEFAULT_CHUNK_S
+    from saywho.longform.plan import DEFAULT_CHUNK_S  # lazy: `saywho --help` stays fast (no torch)
 
     minutes = getattr(args, "chunk_minutes", None)
     if minutes is not None and minutes <= 0:
@@ -113,8 +116,8 @@ def _is_long(path: str, args: argparse.Namespace) -> bool:
     """Chunked processing: asked for, or the file is longer than a chunk and a minute."""
     if args.chunk_minutes is not None or args.work_dir or args.resume:
         return True
-    from saywho.audio.decode import probe_duration
-    from saywho.errors import AudioDecodeError
+    from saywho.audio.decode import probe_duration  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.errors import AudioDecodeError  # lazy: `saywho --help` stays fast (no torch)
 
     try:
         duration = probe_duration(path)
@@ -124,8 +127,8 @@ def _is_long(path: str, args: argparse.Namespace) -> bool:
 
 
 def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar, identifier):
-    from saywho.longform.run import transcribe_long
-    from saywho.longform.store import default_work_dir
+    from saywho.longform.run import transcribe_long  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.longform.store import default_work_dir  # lazy: `saywho --help` stays fast (no torch)
 
     if args.workers < 1:
         raise InvalidOptionError("--workers must be at least 1")
@@ -144,7 +147,7 @@ def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Names
                                      work_dir=work_dir, resume=args.resume, hook=hook, identifier=identifier)
     except KeyboardInterrupt:
         if bar:
-            bar.close()
+            bar.close(interrupted=True)
         print(f"saywho: finished chunks are kept in {work_dir}; run the same command with --resume "
               "to continue", file=sys.stderr)
         raise
@@ -156,10 +159,10 @@ def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Names
 
 
 def run(args: argparse.Namespace) -> int:
-    from saywho.cli.progressbar import ProgressBar
-    from saywho.pipeline import transcribe
-    from saywho.progress import LONG_STEPS, STEPS
-    from saywho.runtime import tune_malloc
+    from saywho.cli.progressbar import ProgressBar  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.pipeline import transcribe  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.progress import LONG_STEPS, STEPS  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.runtime import tune_malloc  # lazy: `saywho --help` stays fast (no torch)
 
     tune_malloc()  # before any model loads: several files in a row reuse one heap
     options = options_from_args(args)
@@ -177,12 +180,12 @@ def run(args: argparse.Namespace) -> int:
                 transcript = _transcribe_long(path, options, args, bar, identifier)
             else:
                 transcript = transcribe(path, options, hook=bar, identifier=identifier)
-        except Exception:
+        except BaseException:
             if bar:
-                bar.close()
-            if len(args.files) == 1:
+                bar.close(interrupted=True)
+            if len(args.files) == 1 or not isinstance(sys.exc_info()[1], Exception):
                 raise
-            from saywho.errors import SaywhoError
+            from saywho.errors import SaywhoError  # lazy: `saywho --help` stays fast (no torch)
 
             exc = sys.exc_info()[1]
             message = exc.message if isinstance(exc, SaywhoError) else f"{type(exc).__name__}: {exc}"

@@ -9,9 +9,12 @@ silences longer than ``gap_s``. Inputs are never modified: new values are return
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from saywho.types import Segment, SpeakerTurn, Word
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 # Tokens that attach to the previous word without a space.
 _CLOSING = set(".,!?;:%)]}»”’…。，、！？；：")

@@ -23,12 +23,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from saywho.errors import InvalidOptionError
 from saywho.evaluation import metrics
-from saywho.evaluation.metrics import CpWerResult, DerResult, JerResult, WerResult
+from saywho.pipeline import transcribe
 from saywho.types import Hook, SpeakerTurn, TranscribeOptions, Transcript, no_progress
+
+if TYPE_CHECKING:
+    from saywho.evaluation.metrics import CpWerResult, DerResult, JerResult, WerResult
 
 logger = logging.getLogger(__name__)
 
@@ -389,8 +392,6 @@ def default_runner(options: TranscribeOptions | None = None) -> Callable[[Record
     base = options or TranscribeOptions()
 
     def run(recording: Recording) -> Transcript:
-        from saywho.pipeline import transcribe
-
         return transcribe(
             recording.audio, replace(base, diarize=base.diarize and recording.needs_diarization)
         )

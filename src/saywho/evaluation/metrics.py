@@ -20,7 +20,8 @@ Conventions
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,6 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from saywho.errors import InvalidOptionError
-from saywho.evaluation.textnorm import normalize_english
 from saywho.types import SpeakerTurn
 
 if TYPE_CHECKING:
@@ -469,3 +469,18 @@ def read_uem(path: str | Path) -> dict[str, list[tuple[float, float]]]:
             raise InvalidOptionError(f"{path}:{number}: UEM region ends before it starts")
         regions.setdefault(uri, []).append((start, end))
     return regions
+
+
+@functools.cache
+def _english_normalizer() -> Callable[[str], str]:
+    from whisper_normalizer.english import (
+        EnglishTextNormalizer,  # lazy: optional (saywho[eval]); 0.15 s to build
+    )
+
+    return EnglishTextNormalizer()
+
+
+def normalize_english(text: str) -> str:
+    """Whisper's English text normaliser (the ``whisper-normalizer`` package): lower case,
+    no punctuation, spellings and contractions made uniform, numbers as digits."""
+    return " ".join(_english_normalizer()(text).split())

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saywho.evaluation.evaluate import EvalReport, FileResult
-from saywho.evaluation.metrics import DerResult
+
+if TYPE_CHECKING:
+    from saywho.evaluation.metrics import DerResult
 
 __all__ = ["render_json", "render_markdown", "write_plots"]
 

@@ -7,20 +7,24 @@ flite and espeak-ng are Debian packages; Piper comes with ``piper-tts``.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saywho.audio.decode import decode_audio, write_wav
 from saywho.errors import InvalidOptionError
+from saywho.models.registry import BUNDLED
 from saywho.types import SAMPLE_RATE, SpeakerTurn
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
 
 DEFAULT_VOICES = ("flite:slt", "flite:awb", "piper:joe", "flite:rms", "espeak:en-us+f3", "flite:kal16")
 
@@ -36,11 +40,9 @@ def available(voice: str) -> bool:
         return shutil.which("espeak-ng") is not None
     if engine == "piper":
         try:
-            from saywho.models.registry import BUNDLED
-
             BUNDLED["en_US-joe-medium"].locate()
             import piper  # noqa: F401
-        except Exception:  # noqa: BLE001 - missing voice or a broken piper install
+        except Exception:
             return False
         return True
     return False
@@ -50,9 +52,7 @@ def _piper() -> object:
     global _piper_voice
     with _piper_lock:
         if _piper_voice is None:
-            from piper import PiperVoice
-
-            from saywho.models.registry import BUNDLED
+            from piper import PiperVoice  # lazy: optional dependency (saywho[tts])
 
             _piper_voice = PiperVoice.load(str(BUNDLED["en_US-joe-medium"].locate()))
         return _piper_voice

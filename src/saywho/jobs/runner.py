@@ -2,25 +2,30 @@
 injectable ``Transcriber`` (by default ``longform.transcribe_long`` with a chunk store
 backed by the database), so a server killed mid-job resumes at its next start from
 the last finished chunk. Progress is one monotonic 0-100 value per job
-(``JobProgress``); cancellation is checked at every progress report.
+(``JobProgress``); cancellation is checked at every progress report. Every write of a
+job's row is also published to the job's followers (``LiveJob`` -> ``events``), so
+nobody polls the database for progress.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from saywho.errors import NotFoundError, SaywhoError
+from saywho.jobs.events import JobBroadcaster
 from saywho.jobs.store import (
+    FAILED,
+    FINISHED,
     Job,
     JobCancelled,
     JobStore,
@@ -31,7 +36,11 @@ from saywho.longform.plan import ChunkPlan
 from saywho.longform.run import transcribe_long
 from saywho.progress import STEPS, ProgressScale
 from saywho.speakers.service import library_identifier, name_speakers
-from saywho.types import Hook, Transcript
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from saywho.types import Hook, Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +158,46 @@ class JobProgress:
         self._scale.finish()
 
 
+class LiveJob:
+    """The running job as this process last wrote it to the store, published to the
+    job's followers after each write. It applies the store's rules (progress only goes
+    up; a finished job counts all its chunks) instead of reading the row back."""
+
+    def __init__(self, job: Job, events: JobBroadcaster) -> None:
+        self._job = job
+        self._events = events
+        self._lock = threading.Lock()
+        events.publish(job)
+
+    @property
+    def job(self) -> Job:
+        with self._lock:
+            return self._job
+
+    def _publish(self, **changes: Any) -> None:
+        with self._lock:  # publish inside: followers see the writes in order
+            self._job = dataclasses.replace(self._job, updated_at=time.time(), **changes)
+            self._events.publish(self._job)
+
+    def progress(self, percent: float, step: str | None) -> None:
+        with self._lock:
+            progress = max(self._job.progress, min(100.0, max(0.0, percent)))
+        self._publish(progress=progress, step=step)
+
+    def chunks(self, completed: int, total: int | None) -> None:
+        with self._lock:
+            done = max(self._job.chunks_done, int(completed))
+        self._publish(chunks_done=done, chunks_total=total)
+
+    def finished(self) -> None:
+        with self._lock:
+            done = self._job.chunks_total if self._job.chunks_total is not None else self._job.chunks_done
+        self._publish(state=FINISHED, progress=100.0, step="done", chunks_done=done, finished_at=time.time())
+
+    def failed(self, error: dict[str, Any]) -> None:
+        self._publish(state=FAILED, error=error, finished_at=time.time())
+
+
 # ---------------------------------------------------------------------------
 # The runner
 # ---------------------------------------------------------------------------
@@ -164,12 +213,14 @@ class JobRunner:
     """Runs queued jobs one at a time (or ``workers`` at a time) on background threads.
 
     ``start`` first re-queues what a previous process left unfinished; their chunk
-    results are still in the store, so the transcriber skips those chunks.
+    results are still in the store, so the transcriber skips those chunks. Each state,
+    progress and chunk change goes to the store and to ``events``.
     """
 
     def __init__(self, store: JobStore, transcriber: Transcriber, *, workers: int = 1,
-                 progress_interval_s: float = 0.25) -> None:
+                 progress_interval_s: float = 0.25, events: JobBroadcaster | None = None) -> None:
         self.store = store
+        self.events = events if events is not None else JobBroadcaster()
         self.transcriber = transcriber
         self.workers = max(1, workers)
         self.progress_interval_s = progress_interval_s
@@ -259,7 +310,8 @@ class JobRunner:
         if job.done:
             return
         self.store.mark_running(job_id)
-        job = self.store.get(job_id)
+        live = LiveJob(self.store.get(job_id), self.events)
+        job = live.job
         logger.info("job %s: running (attempt %d, %d chunk(s) already done)", job_id, job.attempts,
                     len(self.store.chunk_indices(job_id)))
         last = [0.0]
@@ -271,9 +323,11 @@ class JobRunner:
             if now - last[0] >= self.progress_interval_s:
                 last[0] = now
                 self.store.set_progress(job_id, percent, step)
+                live.progress(percent, step)
 
         def on_chunks(done: int, total: int) -> None:
             self.store.set_chunks(job_id, done, total)
+            live.chunks(done, total)
 
         progress = JobProgress(on_percent, on_chunks)
 
@@ -291,20 +345,23 @@ class JobRunner:
             return  # deleted (rows gone) or the server is stopping (resumes next start)
         except SaywhoError as exc:
             logger.warning("job %s failed: %s", job_id, exc.message)
-            self._fail(job_id, {"message": exc.message, "code": exc.code, "type": type(exc).__name__})
+            self._fail(live, {"message": exc.message, "code": exc.code, "type": type(exc).__name__})
             return
         except Exception as exc:
             logger.exception("job %s failed", job_id)
-            self._fail(job_id, {"message": f"{type(exc).__name__}: {exc}", "code": "internal_error",
+            self._fail(live, {"message": f"{type(exc).__name__}: {exc}", "code": "internal_error",
                                 "type": type(exc).__name__})
             return
         if self.store.exists(job_id):
             self.store.finish(job_id, transcript)
+            live.finished()
             logger.info("job %s: finished", job_id)
 
-    def _fail(self, job_id: str, error: dict[str, Any]) -> None:
+    def _fail(self, live: LiveJob, error: dict[str, Any]) -> None:
+        job_id = live.job.id
         if self.store.exists(job_id):
             self.store.fail(job_id, error)
+            live.failed(error)
 
 
 # ---------------------------------------------------------------------------

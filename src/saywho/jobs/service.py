@@ -1,6 +1,6 @@
-"""The jobs service the server calls: accept an upload (validated first), list, cancel,
-delete, name speakers. Nothing here touches HTTP: ``server/routers/jobs.py`` is a thin
-layer on top.
+"""The jobs service the server calls: accept an upload (validated first), follow a
+job's events, cancel, delete, name speakers (and enrol their voices). Nothing here
+touches HTTP: ``server/routers/jobs.py`` is a thin layer on top.
 """
 
 from __future__ import annotations
@@ -9,13 +9,21 @@ import logging
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from saywho.audio.decode import probe_duration, stream_audio
-from saywho.errors import AudioDecodeError, AudioTooLongError
+from saywho.errors import AudioDecodeError, AudioTooLongError, InvalidOptionError, PayloadTooLargeError
+from saywho.jobs.events import JobDeleted, JobEvent, follow_job
 from saywho.jobs.runner import JobRunner, Transcriber, default_transcriber
 from saywho.jobs.store import Job, JobStore, new_job_id, options_to_dict
+from saywho.speakers.service import enrol_from_transcript
 from saywho.types import SAMPLE_RATE, TranscribeOptions
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import AsyncIterator
+
+    from saywho.speakers.library import Speaker
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +38,6 @@ def probe_upload(path: Path, *, max_duration_s: float) -> float:
     The container's duration when it declares one (and its first block decodes), else
     the file is decoded as a stream (MediaRecorder's WebM declares none).
     """
-    from saywho.errors import AudioDecodeError
-
     declared = probe_duration(path)
     blocks = stream_audio(path, block_s=30.0)
     try:
@@ -48,20 +54,50 @@ def probe_upload(path: Path, *, max_duration_s: float) -> float:
     return round(declared, 3)
 
 
-class JobService:
-    """The store and the runner together: what the HTTP layer talks to."""
+COPY_BLOCK = 1 << 20
 
-    def __init__(self, store: JobStore, runner: JobRunner, *, max_duration_s: float = 3 * 3600.0) -> None:
+
+def save_upload(source: BinaryIO, target: Path, *, max_bytes: int) -> int:
+    """Copy ``source`` (from its start) to ``target``; returns the size. Over ``max_bytes``
+    raises ``PayloadTooLargeError`` and leaves no file."""
+    size = 0
+    try:
+        source.seek(0)
+        with open(target, "wb") as out:
+            while block := source.read(COPY_BLOCK):
+                size += len(block)
+                if size > max_bytes:
+                    raise PayloadTooLargeError(f"the upload is over the limit of {max_bytes} bytes", param="file")
+                out.write(block)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return size
+
+
+class JobService:
+    """The store and the runner together: what the HTTP layer talks to.
+
+    ``events`` is the runner's broadcaster: followers of a job (``follow``) hear its
+    progress from there. ``library_path`` is the speaker library voices are enrolled in.
+    """
+
+    def __init__(self, store: JobStore, runner: JobRunner, *, max_duration_s: float = 3 * 3600.0,
+                 max_upload_bytes: int = 1 << 30, library_path: str | os.PathLike[str] | None = None) -> None:
         self.store = store
         self.runner = runner
+        self.events = runner.events
         self.max_duration_s = max_duration_s
+        self.max_upload_bytes = max_upload_bytes
+        self.library_path = library_path
 
     @classmethod
     def from_settings(cls, settings: Any, transcriber: Transcriber | None = None) -> JobService:
         store = JobStore(settings.db_path, Path(settings.data_dir) / "uploads")
         transcriber = transcriber or default_transcriber(
             chunk_s=settings.job_chunk_s, cpu_threads=settings.cpu_threads, library_path=settings.db_path)
-        return cls(store, JobRunner(store, transcriber), max_duration_s=settings.max_duration_s)
+        return cls(store, JobRunner(store, transcriber), max_duration_s=settings.max_duration_s,
+                   max_upload_bytes=settings.max_upload_bytes, library_path=settings.db_path)
 
     def start(self) -> list[str]:
         return self.runner.start()
@@ -74,6 +110,15 @@ class JobService:
         incoming = self.store.uploads_dir / ".incoming"
         incoming.mkdir(parents=True, exist_ok=True)
         return incoming / f"{uuid.uuid4().hex}{safe_suffix(filename)}"
+
+    def accept(self, source: BinaryIO, *, filename: str, options: TranscribeOptions) -> Job:
+        """Save an uploaded file (within ``max_upload_bytes``), then ``submit`` it. Blocking."""
+        incoming = self.incoming_path(filename)
+        size = save_upload(source, incoming, max_bytes=self.max_upload_bytes)
+        if size == 0:
+            incoming.unlink(missing_ok=True)
+            raise InvalidOptionError("the uploaded file is empty", param="file")
+        return self.submit(incoming, filename=filename, options=options)
 
     def submit(self, upload: Path, *, filename: str, options: TranscribeOptions) -> Job:
         """Check ``upload`` is audio, then move it under a new job and queue the job.
@@ -111,6 +156,20 @@ class JobService:
         self.runner.cancel(job_id)
         self.runner.wait_idle(job_id, timeout=30.0)
         self.store.delete(job_id)
+        self.events.publish(JobDeleted(job_id))
+
+    def follow(self, job_id: str) -> AsyncIterator[JobEvent]:
+        """The job's events, live (``jobs.events.follow_job``); consume on the event loop."""
+        return follow_job(self.store, self.events, job_id)
+
+    def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False) -> Speaker | None:
+        """Show ``label`` as ``name`` in every export of the job (None forgets the name).
+        With ``enrol``, the voice also joins the speaker library; returns that speaker."""
+        self.store.rename(job_id, label, name or None)
+        if not (enrol and name):
+            return None
+        return enrol_from_transcript(self.library_path, self.store.raw_result(job_id), label, name,
+                                     source=f"job {job_id}#{label}")
 
 
 def safe_suffix(filename: str) -> str:

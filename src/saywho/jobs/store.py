@@ -11,18 +11,20 @@ import dataclasses
 import json
 import logging
 import shutil
-import sqlite3
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from saywho import db, serialize
 from saywho.errors import InvalidOptionError, NotFoundError, SaywhoError
 from saywho.formats import transcript_from_dict
 from saywho.types import SpeakerCount, TranscribeOptions, Transcript
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Mapping
 
 logger = logging.getLogger(__name__)
 

@@ -13,16 +13,19 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 
 from saywho.errors import BackendUnavailable, InvalidOptionError
 from saywho.longform.chunk import ChunkResult
 from saywho.runtime import LONG_FILE_MMAP_THRESHOLD, release_memory, set_torch_threads, tune_malloc
-from saywho.types import TranscribeOptions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from saywho.types import TranscribeOptions
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +140,7 @@ class RayExecutor:
                 kwargs["address"] = address
             try:
                 ray.init(**kwargs)
-            except Exception as exc:  # noqa: BLE001 - connection refused, version mismatch...
+            except Exception as exc:
                 hint = ""
                 if not os.environ.get("RAY_AUTH_MODE"):
                     hint = (" (a cluster with token authentication, the default since Ray 2.59, needs "

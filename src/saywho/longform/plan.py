@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from saywho.errors import InvalidOptionError
 from saywho.types import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
@@ -157,8 +158,6 @@ def plan_chunks(
     appends to) is read once the stream ends and copied into the plan.
     """
     if chunk_s <= 0:
-        from saywho.errors import InvalidOptionError
-
         raise InvalidOptionError(f"the chunk length must be positive, got {chunk_s}", param="chunk_s")
     target = int(chunk_s * SAMPLE_RATE)
     search = int((search_s if search_s is not None else min(30.0, chunk_s / 10)) * SAMPLE_RATE)

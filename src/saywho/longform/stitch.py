@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saywho.asr.whisper import AsrResult
 from saywho.diarization.chunk_clustering import GLOBAL_COSINE_THRESHOLD, cluster_local_speakers
-from saywho.longform.chunk import ChunkResult
-from saywho.longform.plan import ChunkPlan
 from saywho.pipeline import assemble, model_names
 from saywho.types import (
     Diarization,
@@ -22,6 +20,12 @@ from saywho.types import (
     Transcript,
     Word,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from saywho.longform.chunk import ChunkResult
+    from saywho.longform.plan import ChunkPlan
 
 
 def global_speakers(

@@ -7,17 +7,20 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from saywho.audio.decode import AudioSource
 from saywho.longform.chunk import ChunkResult, chunk_options
 from saywho.longform.plan import Chunk, ChunkPlan
 from saywho.models.registry import cache_dir
-from saywho.types import TranscribeOptions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from saywho.audio.decode import AudioSource
+    from saywho.types import TranscribeOptions
 
 
 class ChunkStore(Protocol):

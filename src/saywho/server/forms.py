@@ -25,7 +25,7 @@ from saywho.errors import (
     ModelNotFoundError,
     PayloadTooLargeError,
 )
-from saywho.models.registry import BUNDLED
+from saywho.models.registry import BUNDLED, resolve_asr_model
 from saywho.settings import Settings
 from saywho.types import SAMPLE_RATE, SpeakerCount, TranscribeOptions
 
@@ -141,8 +141,6 @@ def stt_model(name: str | None, settings: Settings, *, task: str = "transcribe")
             raise ModelNotFoundError(f"'{name}' is a {bundled.kind} model, not a speech-to-text model",
                                      param="model")
         return name
-    from saywho.models.registry import resolve_asr_model
-
     resolve_asr_model(name)  # a local directory or a hub id; raises ModelNotFoundError otherwise
     return name
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from saywho.errors import InvalidOptionError
 from saywho.speakers.identify import EMBEDDING_DIM, EMBEDDING_MODEL
+
+if TYPE_CHECKING:
+    import os
 
 EXPORT_FORMAT = "saywho-speakers"
 EXPORT_VERSION = 1

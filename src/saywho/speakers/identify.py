@@ -13,12 +13,16 @@ The library (``speakers.py``) and per-request references (the server's
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from saywho.diarization import embedding
 from saywho.errors import InvalidOptionError
 from saywho.types import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +73,6 @@ def embed_reference(samples: np.ndarray) -> np.ndarray:
 
 def embed_reference_with_speech(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """``embed_reference`` and the seconds of speech it used."""
-    from saywho.diarization import embedding
-
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim == 2 and 1 in audio.shape:
         audio = audio.reshape(-1)

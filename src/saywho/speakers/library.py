@@ -16,24 +16,27 @@ reported with ``SpeakerLibraryError``; it is never replaced or repaired silently
 
 from __future__ import annotations
 
-import builtins
 import contextlib
 import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from saywho.errors import SpeakerLibraryError, SpeakerNotFoundError
 from saywho.speakers.export import EXPORT_FORMAT, EXPORT_VERSION, check_name, parse_export, unit_vectors
 from saywho.speakers.identify import EMBEDDING_DIM, EMBEDDING_MODEL, assign_names
-from saywho.types import Diarization
+
+if TYPE_CHECKING:
+    import builtins
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from saywho.types import Diarization
 
 logger = logging.getLogger(__name__)
 

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-from collections.abc import Mapping
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from saywho.audio.decode import load_audio
 from saywho.errors import InvalidOptionError, SpeakerLibraryError
 from saywho.formats import transcript_from_dict
 from saywho.speakers.export import unit_vectors
 from saywho.speakers.identify import MIN_SPEECH_S, embed_reference_with_speech
-from saywho.speakers.library import SpeakerLibrary
+from saywho.speakers.library import Speaker, SpeakerLibrary
 from saywho.types import SAMPLE_RATE, Identifier, Transcript
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Mapping
+
+    import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ def name_speakers(transcript: Transcript, identifier: Identifier | None) -> Tran
         return transcript
     try:
         names = identifier(transcript.diarization)
-    except Exception as exc:  # noqa: BLE001 - a damaged library must not fail the transcript
+    except Exception as exc:
         logger.warning("speaker identification skipped: %s", exc)
         return transcript
     if not names:
@@ -87,7 +89,21 @@ def fingerprint_from_transcript(data: Mapping[str, Any], label: str) -> tuple[np
 
     ``label`` is the anonymous label (``Speaker_1``) or the name the result shows.
     """
-    transcript = transcript_from_dict(dict(data))
+    return fingerprint_of_speaker(transcript_from_dict(dict(data)), label)
+
+
+def enrol_from_transcript(
+    library_path: str | os.PathLike[str] | None, transcript: Transcript, label: str, name: str, *, source: str
+) -> Speaker:
+    """Add ``label``'s voice in ``transcript`` to the library at ``library_path`` as ``name``
+    (merged into an existing speaker of that name). Raises ``InvalidOptionError`` when the
+    transcript has no fingerprint for ``label`` or too little of its speech."""
+    fingerprint, speech_s = fingerprint_of_speaker(transcript, label)
+    return SpeakerLibrary(library_path).add(name, fingerprint, source=source, speech_s=speech_s, merge=True)
+
+
+def fingerprint_of_speaker(transcript: Transcript, label: str) -> tuple[np.ndarray, float]:
+    """(fingerprint, speech seconds) of one speaker of ``transcript`` (its label or name)."""
     d = transcript.diarization
     if d is None or not d.fingerprints:
         raise InvalidOptionError(

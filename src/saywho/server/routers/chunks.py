@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 
 from saywho.server import forms
 from saywho.server.deps import fault, inference_of, settings_of
+from saywho.types import SAMPLE_RATE
 
 router = APIRouter(tags=["chunks"])
 
@@ -25,7 +26,7 @@ async def _run(request: Request, kind: str) -> Any:
     samples = await forms.read_audio(parsed.file, settings)
     known = await forms.known_speakers(parsed, settings)
     payload = {"samples": samples, "options": parsed.options, "known": known, "fault": fault(request)}
-    return await inference.run(kind, payload, deadline_s=settings.deadline_for(len(samples) / 16_000),
+    return await inference.run(kind, payload, deadline_s=settings.deadline_for(len(samples) / SAMPLE_RATE),
                                model=parsed.model)
 
 

@@ -5,35 +5,33 @@
 the state; ``/events`` streams progress as server-sent events; ``/result?format=``
 renders the transcript with the job's speaker names; ``/audio`` serves the upload
 (range requests); ``PUT /speakers/{label}`` names a speaker (optionally enrolling the
-voice in the library); ``DELETE`` cancels and removes. The work is in ``saywho.jobs``.
+voice in the library); ``DELETE`` cancels and removes. The work is in ``saywho.jobs``;
+the event stream's framing in ``saywho.server.streams``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import mimetypes
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
-from starlette.datastructures import FormData, UploadFile
+from fastapi.responses import FileResponse
+from sse_starlette import EventSourceResponse
+from starlette.datastructures import FormData
 
 from saywho import formats
-from saywho.errors import InvalidOptionError, NotFoundError, PayloadTooLargeError
+from saywho.errors import InvalidOptionError
 from saywho.jobs.service import JobService
-from saywho.jobs.store import CANCELLED, FAILED, FINISHED, Job
+from saywho.jobs.store import Job
+from saywho.server import streams
 from saywho.server.deps import settings_of
 from saywho.server.forms import TRANSCRIPTION_FORMATS, parse_audio_request
 
 router = APIRouter(tags=["jobs"])
 
 RESULT_FORMATS = ("json", "txt", "srt", "vtt", "rttm", "diarized_json", "verbose_json", "text")
-EVENT_POLL_S = 0.25
-HEARTBEAT_S = 15.0
-COPY_BLOCK = 1 << 20
 
 
 def jobs_of(request: Request) -> JobService:
@@ -44,22 +42,6 @@ def _form_with_defaults(form: FormData, defaults: dict[str, str]) -> FormData:
     items = list(form.multi_items())
     present = {k for k, _ in items}
     return FormData(items + [(k, v) for k, v in defaults.items() if k not in present])
-
-
-def _save_upload(upload: UploadFile, target: Path, limit: int) -> int:
-    size = 0
-    try:
-        upload.file.seek(0)
-        with open(target, "wb") as out:
-            while block := upload.file.read(COPY_BLOCK):
-                size += len(block)
-                if size > limit:
-                    raise PayloadTooLargeError(f"the upload is over the limit of {limit} bytes", param="file")
-                out.write(block)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
-    return size
 
 
 @router.post("/v1/jobs", status_code=202, summary="Start a background transcription (returns a job at once)")
@@ -73,13 +55,8 @@ async def create_job(request: Request) -> dict[str, Any]:
             _form_with_defaults(form, {"model": settings.default_model}), settings,
             formats=TRANSCRIPTION_FORMATS, diarize=diarize,
         )
-        filename = parsed.file.filename or "audio"
-        incoming = jobs.incoming_path(filename)
-        size = await asyncio.to_thread(_save_upload, parsed.file, incoming, settings.max_upload_bytes)
-        if size == 0:
-            incoming.unlink(missing_ok=True)
-            raise InvalidOptionError("the uploaded file is empty", param="file")
-        job = await asyncio.to_thread(jobs.submit, incoming, filename=filename, options=parsed.options)
+        job = await asyncio.to_thread(jobs.accept, parsed.file.file, filename=parsed.file.filename or "audio",
+                                      options=parsed.options)
     finally:
         await form.close()
     return job.to_dict()
@@ -111,66 +88,11 @@ async def delete_job(request: Request, job_id: str) -> dict[str, Any]:
     return {"id": job_id, "object": "job.deleted", "deleted": True}
 
 
-def _sse(event: str, data: dict[str, Any], event_id: int) -> str:
-    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
-async def job_events(request: Request, jobs: JobService, job_id: str) -> AsyncIterator[str]:
-    """progress (monotonic), chunk (each finished chunk), then finished | failed | cancelled."""
-    sent_percent = -1.0
-    sent_chunks = -1
-    counter = 0
-    loop = asyncio.get_running_loop()
-    quiet_since = loop.time()
-    yield "retry: 2000\n\n"
-    while True:
-        try:
-            job = await asyncio.to_thread(jobs.store.get, job_id)
-        except NotFoundError:  # deleted meanwhile
-            counter += 1
-            yield _sse("cancelled", {"id": job_id, "status": CANCELLED, "deleted": True}, counter)
-            return
-        chunks = {"completed": job.chunks_done, "total": job.chunks_total}
-        if job.chunks_total and job.chunks_done > sent_chunks:
-            first = job.chunks_done if sent_chunks < 0 else sent_chunks + 1
-            for done in range(max(1, first), job.chunks_done + 1):
-                counter += 1
-                yield _sse("chunk", {"id": job_id, "completed": done, "total": job.chunks_total}, counter)
-            sent_chunks = job.chunks_done
-            quiet_since = loop.time()
-        percent = 100.0 if job.state == FINISHED else round(job.progress, 1)
-        if percent > sent_percent:
-            sent_percent = percent
-            counter += 1
-            yield _sse("progress", {"id": job_id, "status": job.state, "progress": percent, "step": job.step,
-                                    "chunks": chunks}, counter)
-            quiet_since = loop.time()
-        if job.state == FINISHED:
-            counter += 1
-            yield _sse("finished", {"id": job_id, "status": FINISHED, "progress": 100.0, "chunks": chunks}, counter)
-            return
-        if job.state == FAILED:
-            counter += 1
-            yield _sse("failed", {"id": job_id, "status": FAILED, "error": job.error}, counter)
-            return
-        if job.state == CANCELLED:
-            counter += 1
-            yield _sse("cancelled", {"id": job_id, "status": CANCELLED}, counter)
-            return
-        if await request.is_disconnected():
-            return
-        if loop.time() - quiet_since >= HEARTBEAT_S:
-            quiet_since = loop.time()
-            yield ": keep-alive\n\n"
-        await asyncio.sleep(EVENT_POLL_S)
-
-
 @router.get("/v1/jobs/{job_id}/events", summary="Progress as server-sent events")
-def stream_job_events(request: Request, job_id: str) -> StreamingResponse:
+def stream_job_events(request: Request, job_id: str) -> EventSourceResponse:
     jobs = jobs_of(request)
     jobs.store.get(job_id)  # 404 before the stream starts
-    return StreamingResponse(job_events(request, jobs, job_id), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return streams.event_source(streams.job_stream(jobs.follow(job_id)))
 
 
 @router.get("/v1/jobs/{job_id}/result", summary="The transcript, in any format, with the job's speaker names")
@@ -216,22 +138,8 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
         raise InvalidOptionError('send JSON: {"name": "...", "enrol": false}', param="name") from None
     if not isinstance(body, dict) or not isinstance(body.get("name", ""), (str, type(None))):
         raise InvalidOptionError("name must be a string (empty to forget the name)", param="name")
-    jobs = jobs_of(request)
     name = (body.get("name") or "").strip()
-    await asyncio.to_thread(jobs.store.rename, job_id, label, name or None)
-    answer: dict[str, Any] = {"job_id": job_id, "label": label, "name": name or None, "enrolled": None}
-    if body.get("enrol") and name:
-        answer["enrolled"] = await asyncio.to_thread(_enrol, request, jobs, job_id, label, name)
-    return answer
-
-
-def _enrol(request: Request, jobs: JobService, job_id: str, label: str, name: str) -> dict[str, Any]:
-    from saywho.speakers.library import SpeakerLibrary
-    from saywho.speakers.service import fingerprint_from_transcript
-
-    data = formats.transcript_to_dict(jobs.store.raw_result(job_id))
-    fingerprint, speech_s = fingerprint_from_transcript(data, label)
-    speaker = SpeakerLibrary(settings_of(request).db_path).add(
-        name, fingerprint, source=f"job {job_id}#{label}", speech_s=speech_s, merge=True)
-    return speaker.to_dict()
-
+    enrolled = await asyncio.to_thread(jobs_of(request).name_speaker, job_id, label, name or None,
+                                       enrol=bool(body.get("enrol")))
+    return {"job_id": job_id, "label": label, "name": name or None,
+            "enrolled": None if enrolled is None else enrolled.to_dict()}
