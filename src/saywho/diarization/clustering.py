@@ -14,12 +14,13 @@ fingerprints of one recording (``diarize``) or the per-chunk speakers of a long 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import squareform
 
-from saywho.errors import InvalidOptionError
 from saywho.types import SpeakerCount
 
 # Two groups of CAM++ fingerprints whose average pairwise cosine similarity is below
@@ -34,15 +35,11 @@ MERGE_THRESHOLD = 0.55
 
 
 def validate_count(count: SpeakerCount) -> None:
-    """Raise InvalidOptionError for an impossible speaker-count hint."""
-    for name in ("num", "min", "max"):
-        value = getattr(count, name)
-        if value is not None and value < 1:
-            raise InvalidOptionError(f"{name}_speakers must be >= 1, got {value}", param=f"{name}_speakers")
-    if count.min is not None and count.max is not None and count.min > count.max:
-        raise InvalidOptionError(
-            f"min_speakers ({count.min}) is greater than max_speakers ({count.max})", param="min_speakers"
-        )
+    """Raise InvalidOptionError for an impossible speaker-count hint.
+
+    The rules live in ``SpeakerCount`` itself (checked when it is built); this checks
+    again a value that may have been built around them (``object.__setattr__``)."""
+    dataclasses.replace(count)
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:
@@ -159,7 +156,7 @@ def _fold_small_clusters(
 
 
 def _renumber(labels: np.ndarray) -> np.ndarray:
-    order = {}
+    order: dict[int, int] = {}
     for label in labels:
         order.setdefault(int(label), len(order))
     return np.array([order[int(label)] for label in labels], dtype=np.int64)

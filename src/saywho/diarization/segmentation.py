@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import typing
 from dataclasses import dataclass
 from itertools import combinations, pairwise
 from pathlib import Path
@@ -178,16 +179,18 @@ class ParamSincFilterbank(nn.Module):
 
     def filters(self) -> torch.Tensor:
         """(n_filters, 1, kernel_size): cosine filters first, then sine filters."""
+        n_ = typing.cast("torch.Tensor", self.n_)  # registered buffers: nn.Module types them loosely
+        window = typing.cast("torch.Tensor", self.window_)
         low = self.min_low_hz + self.low_hz_.abs()
         high = torch.clamp(low + self.min_band_hz + self.band_hz_.abs(), self.min_low_hz, self.sample_rate / 2)
         band = (high - low)[:, 0]
-        ft_low = low @ self.n_
-        ft_high = high @ self.n_
+        ft_low = low @ n_
+        ft_high = high @ n_
         # Even (cosine) band-pass: symmetric, 2 * band at the centre.
-        cos_left = (torch.sin(ft_high) - torch.sin(ft_low)) / (self.n_ / 2) * self.window_
+        cos_left = (torch.sin(ft_high) - torch.sin(ft_low)) / (n_ / 2) * window
         cos_filters = torch.cat([cos_left, 2 * band.view(-1, 1), cos_left.flip(dims=[1])], dim=1)
         # Odd (sine) band-pass: antisymmetric, zero at the centre.
-        sin_left = (torch.cos(ft_low) - torch.cos(ft_high)) / (self.n_ / 2) * self.window_
+        sin_left = (torch.cos(ft_low) - torch.cos(ft_high)) / (n_ / 2) * window
         sin_filters = torch.cat([sin_left, torch.zeros_like(band.view(-1, 1)), -sin_left.flip(dims=[1])], dim=1)
         filters = torch.cat([cos_filters, sin_filters], dim=0) / (2 * torch.cat([band, band])[:, None])
         return filters.view(self.n_filters, 1, self.kernel_size)

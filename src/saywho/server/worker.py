@@ -22,6 +22,7 @@ from saywho.errors import SaywhoError
 from saywho.longform.chunk import process_chunk
 from saywho.runtime import configure_openmp, release_memory, set_torch_threads, tune_malloc
 from saywho.speakers.service import library_identifier
+from saywho.types import SAMPLE_RATE
 
 logger = logging.getLogger(__name__)
 
@@ -145,11 +146,12 @@ class Worker:
         started = time.perf_counter()
         with self.manager.acquire(f"tts|{payload['voice']}") as voice:
             speech = tts.synthesize(voice, payload["input"])
-        samples = speech.float_samples(16_000)
-        samples = np.concatenate([np.zeros(8000, np.float32), samples, np.zeros(8000, np.float32)])
+        samples = speech.float_samples(SAMPLE_RATE)
+        pad = np.zeros(SAMPLE_RATE // 2, np.float32)  # half a second of silence each side
+        samples = np.concatenate([pad, samples, pad])
         transcript = transcribe(samples, payload["options"], manager=self.manager)
         return {"text": transcript.text, "speakers": [s.label for s in transcript.speakers],
-                "audio_s": round(len(samples) / 16000, 3),
+                "audio_s": round(len(samples) / SAMPLE_RATE, 3),
                 "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
 
     def job_loaded(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> list[str]:
