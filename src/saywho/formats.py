@@ -319,6 +319,35 @@ WRITERS: dict[str, Writer] = {
     )
 }
 
+# Who spoke when alone (``saywho diarize``): RTTM as pyannote writes it, JSON, plain lines.
+DIARIZATION_FORMATS = ("rttm", "json", "txt")
+
+
+def render_diarization(d: Diarization, fmt: str, *, uri: str = "audio") -> str:
+    """A Diarization as ``rttm`` (overlap-aware turns, NIST RTTM), ``json`` (turns,
+    exclusive turns, speakers with their speech time and fingerprints) or ``txt``
+    (``start end speaker`` per turn, seconds)."""
+    if fmt == "rttm":
+        return write_rttm(Transcript(duration=d.duration, language="", text="", segments=(), words=(),
+                                     diarization=d), uri=uri)
+    if fmt == "txt":
+        return "".join(f"{t.start:.3f}\t{t.end:.3f}\t{t.speaker}\n" for t in d.turns)
+    if fmt == "json":
+        talk: dict[str, float] = {}
+        for t in d.turns:
+            talk[t.speaker] = talk.get(t.speaker, 0.0) + t.duration
+        return _json({
+            "uri": uri,
+            "duration": round(d.duration, 3),
+            "speakers": [{"label": s, "speech_s": round(talk.get(s, 0.0), 3),
+                          "fingerprint": list(d.fingerprints.get(s, ()))} for s in d.speakers],
+            "turns": _turns(d.turns),
+            "exclusive_turns": _turns(d.exclusive),
+        })
+    raise InvalidOptionError(f"unknown format '{fmt}': choose one of {', '.join(DIARIZATION_FORMATS)}",
+                             param="format")
+
+
 CLI_FORMATS = ("txt", "json", "srt", "vtt", "rttm", "verbose_json", "diarized_json")
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from saywho.cli import outputs
 from saywho.errors import InvalidOptionError
 from saywho.formats import CLI_FORMATS, get_writer
 from saywho.speakers.service import library_identifier
-from saywho.types import Identifier, SpeakerCount, TranscribeOptions
+from saywho.types import Identifier, SpeakerCount, TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
     import argparse
@@ -25,16 +26,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="audio or video files (anything ffmpeg reads)")
     p.add_argument("-o", "--output", metavar="OUT",
                    help="output file (one input) or directory (several inputs); default: stdout")
-    p.add_argument("-f", "--format", default="txt", choices=CLI_FORMATS, help="output format (default: txt)")
+    p.add_argument("-f", "--format", choices=CLI_FORMATS,
+                   help="output format (default: from -o's extension, else txt)")
     p.add_argument("-m", "--model", default="tiny.en",
                    help="speech model: bundled alias (tiny.en, base), local CTranslate2 dir, or HF id")
     p.add_argument("-l", "--language", help="language code (default: detect)")
     p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
                    help="translate into English (multilingual models)")
-    g = p.add_argument_group("speakers")
-    g.add_argument("--num-speakers", type=int, metavar="N", help="exact number of speakers")
-    g.add_argument("--min-speakers", type=int, metavar="A", help="at least this many speakers")
-    g.add_argument("--max-speakers", type=int, metavar="B", help="at most this many speakers")
+    g = add_speaker_count_args(p)
     g.add_argument("--no-diarize", action="store_true", help="transcribe only, no speaker labels")
     g.add_argument("--no-identify", action="store_true", help="keep Speaker_N labels: no names from the library")
     g.add_argument("--speakers-db", metavar="PATH", help="speaker library (default: $SAYWHO_SPEAKERS_DB or "
@@ -44,6 +43,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_long_recording_args(p)
+    p.set_defaults(func=run)
+
+
+def add_speaker_count_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The speaker-count hints (shared with ``saywho diarize``)."""
+    g = p.add_argument_group("speakers")
+    g.add_argument("--num-speakers", type=int, metavar="N", help="exact number of speakers")
+    g.add_argument("--min-speakers", type=int, metavar="A", help="at least this many speakers")
+    g.add_argument("--max-speakers", type=int, metavar="B", help="at most this many speakers")
+    return g
+
+
+def add_long_recording_args(p: argparse.ArgumentParser) -> None:
+    """Chunked processing of long recordings (shared with ``saywho diarize``)."""
     lg = p.add_argument_group(
         "long recordings",
         "Files longer than the chunk length plus a minute (or any file, with --chunk-minutes, "
@@ -62,12 +76,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "removed after success)")
     lg.add_argument("--resume", action="store_true",
                     help="reuse the finished chunks of an interrupted run of the same file and settings")
-    p.set_defaults(func=run)
 
 
 def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
     if args.beam_size < 1:
         raise InvalidOptionError("--beam-size must be at least 1")
+    if args.threads < 0:
+        raise InvalidOptionError("--threads must be 0 (all cores) or more")
     return TranscribeOptions(
         model=args.model,
         language=args.language,
@@ -93,16 +108,6 @@ def _library_identifier(args: argparse.Namespace, options: TranscribeOptions) ->
     )
 
 
-def _targets(files: list[str], output: str | None, extension: str) -> list[Path | None]:
-    if output is None:
-        return [None] * len(files)
-    out = Path(output)
-    if len(files) == 1 and not out.is_dir() and not output.endswith(("/", "\\")):
-        return [out]
-    out.mkdir(parents=True, exist_ok=True)
-    return [out / f"{Path(f).stem}.{extension}" for f in files]
-
-
 def _chunk_s(args: argparse.Namespace) -> float:
     from saywho.longform.plan import DEFAULT_CHUNK_S  # lazy: `saywho --help` stays fast (no torch)
 
@@ -126,7 +131,8 @@ def _is_long(path: str, args: argparse.Namespace) -> bool:
     return duration is None or duration > _chunk_s(args) + 60.0
 
 
-def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar, identifier):
+def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar: Any,
+                     identifier: Identifier | None, processor: Any = None) -> Transcript:
     from saywho.longform.run import transcribe_long  # lazy: `saywho --help` stays fast (no torch)
     from saywho.longform.store import default_work_dir  # lazy: `saywho --help` stays fast (no torch)
 
@@ -144,7 +150,8 @@ def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Names
 
     try:
         transcript = transcribe_long(path, options, chunk_s=chunk_s, workers=args.workers, ray_address=args.ray,
-                                     work_dir=work_dir, resume=args.resume, hook=hook, identifier=identifier)
+                                     work_dir=work_dir, resume=args.resume, hook=hook, identifier=identifier,
+                                     processor=processor)
     except KeyboardInterrupt:
         if bar:
             bar.close(interrupted=True)
@@ -167,8 +174,8 @@ def run(args: argparse.Namespace) -> int:
     tune_malloc()  # before any model loads: several files in a row reuse one heap
     options = options_from_args(args)
     identifier = _library_identifier(args, options)
-    writer = get_writer(args.format)
-    targets = _targets(args.files, args.output, writer.extension)
+    writer = get_writer(outputs.format_for(args.format, args.output, len(args.files), CLI_FORMATS, "txt"))
+    targets = outputs.targets(args.files, args.output, writer.extension)
     failures = 0
     for path, target in zip(args.files, targets, strict=True):
         show = not args.quiet and sys.stderr.isatty()
@@ -203,6 +210,5 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write(text)
             sys.stdout.flush()
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
+            outputs.write(target, text, quiet=args.quiet)
     return 1 if failures else 0

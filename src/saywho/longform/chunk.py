@@ -163,3 +163,20 @@ def process_chunk(
     )
 
 
+def diarize_chunk(
+    samples: np.ndarray, options: TranscribeOptions, *, hook: Hook = no_progress, manager: ModelManager | None = None
+) -> ChunkResult:
+    """Diarize one chunk without ASR (``saywho diarize`` on a long recording): turns,
+    local speakers and their fingerprints, no words."""
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    diarization = run_diarization(samples, options.diarize_options, hook=hook)
+    return ChunkResult(
+        duration=len(samples) / SAMPLE_RATE,
+        segments=diarization.turns,
+        speakers_detected=diarization.speakers,
+        fingerprints=dict(diarization.fingerprints),
+        words=(),
+        models={k: v for k, v in model_names(options).items() if k != "asr"},
+        language=options.language or "",
+        exclusive=diarization.exclusive,
+    )
