@@ -57,6 +57,9 @@ COUNT_ROUNDING = 0.5
 # "ahc" (average-linkage, cut at clustering.COSINE_THRESHOLD) or "nmesc" (spectral
 # clustering, count from the normalised maximum eigengap).
 CLUSTERING_METHOD = "ahc"
+# With num_speakers / min_speakers, every hinted speaker gets at least this much
+# exclusive speech (the frames where its own activity is strongest).
+MIN_HINTED_SPEECH_S = 0.5
 # Audio whose peak stays below this (-80 dBFS) is digital silence.
 SILENCE_PEAK = 1e-4
 
@@ -175,6 +178,8 @@ def _label_pieces(p: _Pieces, count: SpeakerCount) -> tuple[np.ndarray, int]:
     reliable = speech_s >= MIN_CLUSTERING_SPEECH_S
     if not reliable.any():
         reliable = speech_s >= speech_s.max()
+    if _wanted(count) is not None and reliable.sum() < _wanted(count):
+        reliable = np.ones(len(speech_s), dtype=bool)  # too few clean pieces for the hint
     if CLUSTERING_METHOD == "nmesc":
         labels = clustering.spectral(fingerprints[reliable], count)
         labels = clustering.fold_small(
@@ -196,7 +201,31 @@ def _label_pieces(p: _Pieces, count: SpeakerCount) -> tuple[np.ndarray, int]:
     has_piece = np.zeros((num_windows * p.blocks_per_window, num_local), dtype=bool)
     has_piece[group, pieces_arr[:, 2]] = True
     piece_labels = clustering.assign_distinct(similarity, has_piece)[group, pieces_arr[:, 2]]  # (num_pieces,)
+    if _wanted(count) is not None:
+        piece_labels = _fill_empty_speakers(piece_labels, fingerprints @ centroids.T, speech_s)
     return piece_labels, num_speakers
+
+
+def _wanted(count: SpeakerCount) -> int | None:
+    """How many speakers a hint demands (num, else min), None without such a hint."""
+    return count.num if count.num is not None else count.min
+
+
+def _fill_empty_speakers(labels: np.ndarray, similarity: np.ndarray, speech_s: np.ndarray) -> np.ndarray:
+    """Give every speaker without a piece the piece most similar to it among those
+    of speakers holding more than one (a hinted count must be honoured)."""
+    labels = labels.copy()
+    for k in range(similarity.shape[1]):
+        if np.any(labels == k):
+            continue
+        sizes = np.bincount(labels[labels >= 0], minlength=similarity.shape[1])
+        movable = (labels < 0) | (sizes[np.maximum(labels, 0)] > 1)
+        if not movable.any():
+            break
+        # Prefer clean pieces: rank by similarity, ties broken by speech.
+        candidate = np.where(movable, similarity[:, k] + 1e-3 * speech_s, -np.inf)
+        labels[int(np.argmax(candidate))] = k
+    return labels
 
 
 def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count: SpeakerCount) -> Diarization:
@@ -226,6 +255,8 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
     count_per_frame = np.floor(local_count / np.maximum(coverage, 1) + COUNT_ROUNDING).astype(np.int64)  # (total_frames,)
     speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))  # (total_frames, num_speakers)
     exclusive = _top_speakers(scores, np.minimum(count_per_frame, 1))  # (total_frames, num_speakers)
+    if _wanted(count) is not None:
+        speaking, exclusive = _force_speech(scores, speaking, exclusive, np.maximum(count_per_frame, 1), timing.step)
 
     # 5. Turns, labels in order of appearance, one fingerprint per speaker
     turns = _turns(speaking, timing, duration)
@@ -319,6 +350,27 @@ def _seeded_centroids(
             mean = fingerprints[members].mean(axis=0)
             seeds.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
     return np.stack(seeds) if len(seeds) > len(centroids) else centroids
+
+
+def _force_speech(
+    scores: np.ndarray, speaking: np.ndarray, exclusive: np.ndarray, count: np.ndarray, step: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """With a hinted count: a speaker left with under MIN_HINTED_SPEECH_S of exclusive
+    speech takes the frames where its own activity is strongest (its score at least
+    half its maximum), in place of the weakest speaker there."""
+    speaking, exclusive = speaking.copy(), exclusive.copy()
+    for k in np.argsort(scores.sum(axis=0)):
+        if exclusive[:, k].sum() * step >= MIN_HINTED_SPEECH_S or scores[:, k].max(initial=0) <= 0:
+            continue
+        frames = scores[:, k] >= 0.5 * scores[:, k].max()
+        exclusive[frames] = 0
+        exclusive[frames, k] = 1
+        full = frames & (speaking.sum(axis=1) >= count) & (speaking[:, k] == 0)
+        for t in np.flatnonzero(full):
+            others = np.flatnonzero(speaking[t])
+            speaking[t, others[np.argmin(scores[t, others])]] = 0
+        speaking[frames, k] = 1
+    return speaking, exclusive
 
 
 def _normalized(audio: np.ndarray) -> np.ndarray:
