@@ -303,27 +303,57 @@ def segment(
     batch_size: int = 16,
     model: PyanNet | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    onset: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Local speaker activity over sliding 10 s windows.
 
     Returns ``(starts, activity)``: window start times in seconds ``(num_windows,)``
     and binary activity ``(num_windows, frames_per_window, 3)`` (float32). Windows
     past the end are zero-padded. ``on_batch(done, total)`` reports progress.
+    ``onset=None`` takes the most likely powerset class of each frame; a number marks
+    a local speaker active where its probability (the summed probability of the
+    classes holding it) exceeds ``onset``, at most two per frame (the likeliest).
     """
+    starts, log_probs = segment_log_probs(audio, step_s=step_s, batch_size=batch_size, model=model, on_batch=on_batch)
+    return starts, binarize(log_probs, onset)
+
+
+def binarize(log_probs: np.ndarray, onset: float | None = None) -> np.ndarray:
+    """(..., 7) powerset log-probabilities -> (..., 3) float32 0/1 activity (see ``segment``)."""
+    mapping = powerset_mapping()
+    if onset is None:
+        return powerset_to_multilabel(torch.from_numpy(np.asarray(log_probs)), mapping).numpy().astype(np.float32)
+    probs = np.exp(np.asarray(log_probs, dtype=np.float32)) @ mapping.numpy()  # (..., 3)
+    active = probs > onset
+    # At most MAX_SPEAKERS_PER_FRAME: drop the least likely of three.
+    three = active.sum(axis=-1) > MAX_SPEAKERS_PER_FRAME
+    if three.any():
+        weakest = np.argmin(probs, axis=-1)
+        np.put_along_axis(active, weakest[..., None], np.where(three[..., None], False, np.take_along_axis(active, weakest[..., None], -1)), -1)
+    return active.astype(np.float32)
+
+
+def segment_log_probs(
+    audio: np.ndarray,
+    *,
+    step_s: float,
+    batch_size: int = 16,
+    model: PyanNet | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Window starts (seconds) and the model's powerset log-probabilities
+    ``(num_windows, frames_per_window, 7)`` (float32), windows as in ``segment``."""
     model = model or get_model()
     window = round(WINDOW_S * SAMPLE_RATE)
     starts = window_starts(len(audio), step_s)
     padded = np.zeros(int(starts[-1]) + window, dtype=np.float32)
     padded[: len(audio)] = audio
     waveform = torch.from_numpy(padded)
-    mapping = powerset_mapping()
     outputs = []
     with torch.inference_mode():
         for b in range(0, len(starts), batch_size):
             batch = torch.stack([waveform[s : s + window] for s in starts[b : b + batch_size]])  # (B, samples)
-            log_probs = model(batch.unsqueeze(1))  # (B, frames, 7)
-            outputs.append(powerset_to_multilabel(log_probs, mapping))  # (B, frames, 3)
+            outputs.append(model(batch.unsqueeze(1)))  # (B, frames, 7)
             if on_batch is not None:
                 on_batch(min(b + batch_size, len(starts)), len(starts))
-    activity = torch.cat(outputs).numpy().astype(np.float32)  # (num_windows, frames, 3)
-    return starts / SAMPLE_RATE, activity
+    return starts / SAMPLE_RATE, torch.cat(outputs).numpy().astype(np.float32)

@@ -1,0 +1,154 @@
+"""Diarization on the 7 dev clips: per-file DER and count, pooled DER, a sweep of the
+clustering settings and its leave-one-file-out table; optionally hints and the
+simulated meetings.
+
+    PYTHONPATH=src .venv/bin/python bench/diarization_loo.py [--sim /tmp/simmeet] [--no-sweep]
+
+(build the meetings first: ``bench/simulate_meetings.py --out /tmp/simmeet``).
+
+DER: pyannote.metrics, no collar, overlap scored, over each clip's UEM (0-30 s).
+``defaults`` is the module's settings as committed. The sweep varies the segmentation
+onset, the clustering method (AHC / NME-SC), the clean speech a piece needs to be
+clustered, the speech a cluster needs to be a speaker, and the AHC cut; for each held
+out file the settings are the best pooled DER on the other six (LOO). Segmentation and
+embeddings are cached (``bench/diarcache.py``): the first run embeds, later runs take
+seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import diarcache
+
+KNOBS = ("SEGMENTATION_ONSET", "CLUSTERING_METHOD", "MIN_CLUSTERING_SPEECH_S", "MIN_SPEAKER_SPEECH_S", "COSINE_THRESHOLD")
+GRID = {
+    "SEGMENTATION_ONSET": (None, 0.4),
+    "CLUSTERING_METHOD": ("ahc", "nmesc"),
+    "MIN_CLUSTERING_SPEECH_S": (0.25, 0.5, 1.0),
+    "MIN_SPEAKER_SPEECH_S": (0.25, 0.5, 1.0, 2.0),
+    "COSINE_THRESHOLD": (0.3, 0.4, 0.5),
+}
+
+
+class Runner:
+    def __init__(self):
+        diarcache.enable()
+        from saywho.diarization import clustering
+        from saywho.diarization import pipeline as diarization
+
+        self.d, self.c = diarization, clustering
+        self.defaults = self.settings()
+        self.pieces = {}
+
+    def settings(self) -> dict:
+        return {k: getattr(self.c if k == "COSINE_THRESHOLD" else self.d, k) for k in KNOBS}
+
+    def apply(self, cfg: dict) -> None:
+        for k, v in cfg.items():
+            setattr(self.c if k == "COSINE_THRESHOLD" else self.d, k, v)
+
+    def run(self, clip, cfg: dict, count=None):
+        """(DER components, number of speakers, speech per speaker) of one clip."""
+        from saywho.types import SpeakerCount
+
+        self.apply(cfg)
+        count = count or SpeakerCount()
+        key = (cfg["SEGMENTATION_ONSET"], clip.uri)
+        if key not in self.pieces:
+            self.pieces[key] = self.d._pieces(self.d._normalized(clip.audio))
+        p = self.pieces[key]
+        if p is None:
+            return diarcache.der_components(clip, []), 0, {}
+        labels, k = self.d._label_pieces(p, count)
+        result = self.d._reconstruct(p, labels, k, count)
+        speech = {}
+        for t in result.exclusive:
+            speech[t.speaker] = speech.get(t.speaker, 0.0) + t.duration
+        self.apply(self.defaults)
+        return diarcache.der_components(clip, result.turns), len(result.speakers), speech
+
+
+def table(title, clips, rows):
+    print(f"\n{title}")
+    print(f"{'file':<10} {'ref':>3} {'hyp':>3} {'DER':>6} {'miss':>6} {'FA':>6} {'conf':>6}")
+    for clip, (c, k, _) in zip(clips, rows, strict=True):
+        t = max(c["total"], 1e-9)
+        print(
+            f"{clip.uri:<10} {clip.num_speakers():3d} {k:3d} {c['diarization error rate']:6.1%} "
+            f"{c['missed detection'] / t:6.1%} {c['false alarm'] / t:6.1%} {c['confusion'] / t:6.1%}"
+        )
+    exact = sum(k == clip.num_speakers() for clip, (_, k, _) in zip(clips, rows, strict=True))
+    worst = max(abs(k - clip.num_speakers()) for clip, (_, k, _) in zip(clips, rows, strict=True))
+    print(f"pooled DER {diarcache.pooled([r[0] for r in rows]):.1%}; count exact on {exact}/{len(clips)}, worst off by {worst}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sim", type=Path, default=None, help="simulated meetings directory")
+    parser.add_argument("--no-sweep", action="store_true", help="skip the sweep and the LOO table")
+    args = parser.parse_args(argv)
+    clips = diarcache.dev_clips()
+    if not clips:
+        print("dev set absent (../shared): nothing to score")
+        return 0
+    from saywho.types import SpeakerCount
+
+    r = Runner()
+    cfg = r.defaults
+    print("defaults:", cfg)
+    rows = [r.run(c, cfg) for c in clips]
+    table("dev, no count given", clips, rows)
+    hinted = [r.run(c, cfg, SpeakerCount(num=c.num_speakers())) for c in clips]
+    table("dev, num_speakers = true count", clips, hinted)
+    ok = sum(len([s for s, v in sp.items() if v >= 0.5]) == c.num_speakers() for c, (_, _, sp) in zip(clips, hinted, strict=True))
+    print(f"files where exactly the true count of speakers have >= 0.5 s of speech: {ok}/{len(clips)}")
+    for name, mk in (("min=max=true", lambda n: SpeakerCount(min=n, max=n)), ("max=true-1", lambda n: SpeakerCount(max=max(1, n - 1))), ("min=true+1", lambda n: SpeakerCount(min=n + 1))):
+        ks = [r.run(c, cfg, mk(c.num_speakers()))[1] for c in clips]
+        print(f"{name}: counts {ks} (truth {[c.num_speakers() for c in clips]})")
+
+    if not args.no_sweep:
+        grid = [dict(zip(GRID, v, strict=True)) for v in itertools.product(*GRID.values())]
+        grid = [g for g in grid if not (g["CLUSTERING_METHOD"] == "nmesc" and g["COSINE_THRESHOLD"] != 0.4)]
+        results = [[r.run(c, g) for c in clips] for g in grid]
+        idx = range(len(clips))
+        def score(gi, files):
+            return diarcache.pooled([results[gi][i][0] for i in files])
+        print(f"\nsweep: {len(grid)} settings; best 5 on all 7 files (in-sample)")
+        for gi in sorted(range(len(grid)), key=lambda gi: score(gi, idx))[:5]:
+            print(f"  {score(gi, idx):6.1%} counts {[x[1] for x in results[gi]]} {grid[gi]}")
+        for method in ("ahc", "nmesc"):
+            sub = [gi for gi in range(len(grid)) if grid[gi]["CLUSTERING_METHOD"] == method]
+            loo = []
+            for i in idx:
+                best = min(sub, key=lambda gi: score(gi, [j for j in idx if j != i]))
+                loo.append((results[best][i], grid[best]))
+            print(f"\nleave-one-file-out, {method} (settings chosen on the other 6 files)")
+            print(f"{'file':<10} {'ref':>3} {'hyp':>3} {'DER':>6}  settings")
+            for clip, ((c, k, _), g) in zip(clips, loo, strict=True):
+                print(f"{clip.uri:<10} {clip.num_speakers():3d} {k:3d} {c['diarization error rate']:6.1%}  {g}")
+            print(f"LOO pooled DER ({method}): {diarcache.pooled([x[0][0] for x in loo]):.1%}")
+
+    if args.sim is not None:
+        import simulate_meetings
+
+        sim = simulate_meetings.load(args.sim)
+        rows = [r.run(c, cfg) for c in sim]
+        table("simulated meetings, no count given", sim, rows)
+        sizes = sorted({c.num_speakers() for c in sim})
+        errs = []
+        for n in sizes:
+            sel = [(c, x) for c, x in zip(sim, rows, strict=True) if c.num_speakers() == n]
+            e = [abs(x[1] - n) for _, x in sel]
+            errs += e
+            print(f"  {n} speakers: DER {diarcache.pooled([x[0] for _, x in sel]):.1%}, counts {[x[1] for _, x in sel]}")
+        print(f"mean absolute count error: {sum(errs) / len(errs):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

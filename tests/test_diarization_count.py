@@ -1,0 +1,162 @@
+"""Speaker count: estimation (AHC / NME-SC), hints honoured exactly, short-speech
+speakers kept, soft segmentation onset; dev-set checks when ../shared is present."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from saywho.diarization import clustering, segmentation
+from saywho.types import SpeakerCount
+
+diarization = importlib.import_module("saywho.diarization.pipeline")
+ROOT = Path(__file__).resolve().parents[1]
+DEV = ROOT.parent / "shared" / "data" / "dev" / "diarization"
+
+
+def _voices(num_voices, per_voice, noise=0.15, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = np.linalg.qr(rng.normal(size=(192, num_voices)))[0].T
+    x = np.concatenate([c + noise * rng.normal(size=(per_voice, 192)) / np.sqrt(192) * 4 for c in centers])
+    return x, np.repeat(np.arange(num_voices), per_voice)
+
+
+@pytest.mark.parametrize("k", [2, 4, 6, 8])
+def test_nme_sc_estimates_the_count(k):
+    x, truth = _voices(k, 8, seed=k)
+    labels = clustering.spectral(x)
+    assert labels.max() + 1 == k
+    assert len(set(zip(labels, truth, strict=True))) == k
+
+
+def test_nme_sc_honours_hints():
+    x, _ = _voices(4, 8)
+    assert clustering.spectral(x, SpeakerCount(num=3)).max() + 1 == 3
+    assert clustering.spectral(x, SpeakerCount(max=2)).max() + 1 == 2
+    assert clustering.spectral(x, SpeakerCount(min=5)).max() + 1 == 5
+
+
+def test_a_short_speech_speaker_is_kept_when_distinct():
+    """A voice with 0.5 s of speech is its own speaker when it sounds unlike the rest."""
+    x, truth = _voices(3, 6)
+    weights = np.where(truth == 2, 0.5 / 6, 1.0)
+    labels = clustering.cluster(x, weights=weights, min_cluster_weight=0.25)
+    assert labels.max() + 1 == 3
+
+
+def test_fold_small_keeps_the_hinted_count():
+    x, truth = _voices(3, 6)
+    w = np.where(truth == 2, 0.01, 1.0)
+    assert clustering.fold_small(x, truth, w, 2.0, SpeakerCount(num=3)).max() + 1 == 3
+    assert clustering.fold_small(x, truth, w, 2.0, SpeakerCount()).max() + 1 == 2
+
+
+def test_every_hinted_speaker_gets_a_piece():
+    similarity = np.array([[0.9, 0.1, 0.5], [0.8, 0.2, 0.1], [0.7, 0.6, 0.0], [0.2, 0.9, 0.1]])
+    labels = diarization._fill_empty_speakers(np.array([0, 0, 0, 1]), similarity, np.ones(4))
+    assert set(labels.tolist()) == {0, 1, 2}
+
+
+def test_a_starved_hinted_speaker_gets_speech():
+    frames = 200
+    scores = np.zeros((frames, 3))
+    scores[:, 0] = 5
+    scores[50:90, 1] = 2  # speaker 1 is always outvoted by speaker 0
+    scores[150:, 2] = 6
+    count = np.ones(frames, dtype=np.int64)
+    speaking = diarization._top_speakers(scores, count)
+    exclusive = diarization._top_speakers(scores, count)
+    assert speaking[:, 1].sum() == 0
+    speaking, exclusive = diarization._force_speech(scores, speaking, exclusive, count, 0.017)
+    assert exclusive[:, 1].sum() == 40 and speaking[:, 1].sum() == 40
+    assert np.all(speaking.sum(axis=1) <= 1)
+
+
+def test_soft_onset_binarization():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 50, 7)).astype(np.float32)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    hard = segmentation.binarize(log_probs, None)
+    assert hard.shape == (4, 50, 3) and hard.sum(-1).max() <= 2
+    low = segmentation.binarize(log_probs, 0.2)
+    assert low.sum(-1).max() <= segmentation.MAX_SPEAKERS_PER_FRAME
+    # A lower onset marks at least as much speech as a higher one.
+    assert low.sum() >= segmentation.binarize(log_probs, 0.6).sum()
+
+
+# --- the dev set (real models, cached per run) ------------------------------------
+
+
+def _bench():
+    sys.path.insert(0, str(ROOT / "bench"))
+    import diarcache
+
+    return diarcache
+
+
+@pytest.fixture(scope="module")
+def dev_runs():
+    if not DEV.is_dir():
+        pytest.skip("../shared (the dev set) is absent")
+    pytest.importorskip("pyannote.metrics")
+    diarcache = _bench()
+    clips = diarcache.dev_clips(DEV)
+    runs = []
+    for clip in clips:
+        free = diarization.diarize(clip.audio)
+        n = clip.num_speakers()
+        hinted = diarization.diarize(clip.audio, diarization.DiarizeOptions(speakers=SpeakerCount(num=n)))
+        runs.append((clip, free, hinted))
+    return diarcache, runs
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="goal not reached: trn00/trn06/trn08 undercounted (see bench/diarization_loo.py)", strict=False)
+def test_dev_count_is_close(dev_runs):
+    diarcache, runs = dev_runs
+    counts = [(len(free.speakers), clip.num_speakers()) for clip, free, _ in runs]
+    # The goal (issue): exact on >= 5 of 7, never off by more than 1.
+    assert all(abs(a - b) <= 1 for a, b in counts), counts
+    assert sum(a == b for a, b in counts) >= 5, counts
+    pooled = diarcache.pooled([diarcache.der_components(clip, free.turns) for clip, free, _ in runs])
+    assert pooled <= 0.15, pooled  # 29.4 % now
+
+
+@pytest.mark.slow
+def test_dev_num_speakers_gives_that_many_speakers_with_speech(dev_runs):
+    _, runs = dev_runs
+    for clip, _, hinted in runs:
+        speech = {}
+        for t in hinted.exclusive:
+            speech[t.speaker] = speech.get(t.speaker, 0.0) + t.duration
+        assert len(hinted.speakers) == clip.num_speakers(), clip.uri
+        assert all(speech.get(s, 0.0) >= 0.5 for s in hinted.speakers), (clip.uri, speech)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="goal not reached: quiet scattered snippets are missed", strict=False)
+def test_sparse_quiet_utterances_are_found(dev_dir):
+    """Four short real utterance snippets scattered over 30 s, two of them quiet."""
+    from scipy.io import wavfile
+
+    sr = 16_000
+    audio = np.zeros(30 * sr, dtype=np.float32)
+    spots = []
+    for _i, (name, at, gain) in enumerate(
+        [("jfk", 2.0, 1.0), ("1089-134686-0001", 9.0, 0.05), ("1221-135766-0002", 17.0, 1.0), ("jfk", 25.0, 0.03)]
+    ):
+        _, data = wavfile.read(dev_dir / "asr" / f"{name}.wav")
+        x = data.astype(np.float32) / 32768.0
+        snippet = x[sr // 2 : sr // 2 + int(1.2 * sr)] * gain * 0.5 / max(float(np.abs(x).max()), 1e-6)
+        audio[int(at * sr) : int(at * sr) + len(snippet)] = snippet
+        spots.append((at, at + 1.2))
+    audio += (1e-4 * np.random.default_rng(0).normal(size=len(audio))).astype(np.float32)
+    d = diarization.diarize(audio)
+    for a, b in spots:
+        covered = sum(max(0.0, min(b, t.end) - max(a, t.start)) for t in d.exclusive)
+        assert covered >= 0.3, (a, b, d.exclusive)
+    assert diarization.diarize(np.zeros(30 * sr, dtype=np.float32)).turns == ()
