@@ -49,6 +49,9 @@ SEGMENTATION_BATCH = 16
 # A piece (one local speaker in one STEP_S block of a window) is embedded when it
 # holds this much speech; its own (non-overlapped) speech when it has that much.
 MIN_PIECE_SPEECH_S = 0.25
+# A local speaker with this much speech in a window but no piece there gets one
+# fingerprint from the whole window (see _pieces).
+MIN_WINDOW_SPEECH_S = 0.1
 # Pieces take part in clustering only with this much speech of their own (pyannote:
 # 20 % of a window); shorter ones are assigned to the nearest speaker afterwards.
 MIN_CLUSTERING_SPEECH_S = 1.0
@@ -157,6 +160,20 @@ def _pieces(audio: np.ndarray, hook: Hook = no_progress) -> _Pieces | None:
             pieces.append((c, b, s))
             piece_speech_s.append(clean_s)
             frame_sets.append(embedding.masked_frames(mask, starts[c] + frame_times[0], timing.step, len(features)))
+    # Local speakers with speech in a window but no piece in its embedded blocks (a short
+    # utterance split by a block edge, speech away from the window's centre) would lose
+    # that window's evidence: one fingerprint from all their frames in the window, labelled
+    # after clustering (block -1 marks such a window piece).
+    has_piece = np.zeros((num_windows, num_local), dtype=bool)
+    for c, _, s in pieces:
+        has_piece[c, s] = True
+    talk_s = activity.sum(axis=1) * timing.step  # (num_windows, local_speakers)
+    for c, s in np.argwhere(~has_piece & (talk_s >= MIN_WINDOW_SPEECH_S)):
+        clean = alone[c, :, s]
+        mask = clean if clean.sum() * timing.step >= MIN_PIECE_SPEECH_S else activity[c, :, s]
+        pieces.append((c, -1, s))
+        piece_speech_s.append(0.0)
+        frame_sets.append(embedding.masked_frames(mask, starts[c] + frame_times[0], timing.step, len(features)))
     if not pieces:
         return None
     hook("embeddings", completed=0, total=len(pieces))
@@ -206,12 +223,23 @@ def _label_pieces(p: _Pieces, count: SpeakerCount) -> tuple[np.ndarray, int]:
     centroids = clustering.centroids(fingerprints[reliable], labels)  # (num_speakers, 192)
     centroids = _seeded_centroids(centroids, count, p.alone, p.timing.step, pieces_arr, fingerprints)
     num_speakers = len(centroids)
-    group = pieces_arr[:, 0] * p.blocks_per_window + pieces_arr[:, 1]  # (num_pieces,) flat (window, block)
+    block = pieces_arr[:, 1] >= 0  # (num_pieces,) block pieces; the others are window pieces
+    group = pieces_arr[block, 0] * p.blocks_per_window + pieces_arr[block, 1]  # flat (window, block)
     similarity = np.full((num_windows * p.blocks_per_window, num_local, num_speakers), -2.0)
-    similarity[group, pieces_arr[:, 2]] = fingerprints @ centroids.T
+    similarity[group, pieces_arr[block, 2]] = fingerprints[block] @ centroids.T
     has_piece = np.zeros((num_windows * p.blocks_per_window, num_local), dtype=bool)
-    has_piece[group, pieces_arr[:, 2]] = True
-    piece_labels = clustering.assign_distinct(similarity, has_piece)[group, pieces_arr[:, 2]]  # (num_pieces,)
+    has_piece[group, pieces_arr[block, 2]] = True
+    piece_labels = np.full(len(pieces_arr), -1, dtype=np.int64)
+    piece_labels[block] = clustering.assign_distinct(similarity, has_piece)[group, pieces_arr[block, 2]]
+    # Window pieces: the most similar speaker not already held by another local speaker
+    # of the same window.
+    for i in np.flatnonzero(~block):
+        c, _, s = pieces_arr[i]
+        taken = piece_labels[block & (pieces_arr[:, 0] == c) & (pieces_arr[:, 2] != s)]
+        scores = fingerprints[i] @ centroids.T
+        if len(taken) and len(set(taken.tolist())) < num_speakers:
+            scores[np.unique(taken)] = -np.inf
+        piece_labels[i] = int(np.argmax(scores))
     if _wanted(count) is not None:
         piece_labels = _fill_empty_speakers(piece_labels, fingerprints @ centroids.T, speech_s)
     return piece_labels, num_speakers
@@ -317,7 +345,9 @@ def _spread_labels(
     every local speaker: its own piece's, else the nearest piece's of the same local
     speaker in the same window (ties to the earlier block); -1 without any piece."""
     out = np.full((num_windows, num_local, blocks_per_window), -1, dtype=np.int64)
-    out[pieces[:, 0], pieces[:, 2], pieces[:, 1]] = piece_labels
+    window = pieces[:, 1] < 0  # a window piece labels all the blocks of its local speaker
+    out[pieces[window, 0], pieces[window, 2], :] = piece_labels[window, None]
+    out[pieces[~window, 0], pieces[~window, 2], pieces[~window, 1]] = piece_labels[~window]
     blocks = np.arange(blocks_per_window)
     for c in range(num_windows):
         for s in range(num_local):

@@ -168,7 +168,7 @@ class InferenceService:
                 message = handle.conn.recv()
             except (EOFError, OSError):
                 break
-            except Exception as exc:  # noqa: BLE001 - an unpicklable answer must not kill the reader
+            except Exception as exc:
                 logger.error("cannot read a message from the worker: %s", exc)
                 continue
             kind = message[0]

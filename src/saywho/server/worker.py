@@ -54,7 +54,9 @@ class Worker:
     """The child's state: one model manager, the job handlers."""
 
     def __init__(self, settings: Any) -> None:
-        from saywho.models.manager import ModelManager  # lazy: the HTTP process imports this module; models load in the worker child only
+        from saywho.models.manager import (
+            ModelManager,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
 
         self.settings = settings
         self.manager = ModelManager(self._load, ttl_s=settings.model_ttl_s)
@@ -63,20 +65,30 @@ class Worker:
     def _load(key: str) -> Any:
         kind, _, name = key.partition("|")
         if kind == "asr":
-            from saywho.asr import whisper as asr  # lazy: the HTTP process imports this module; models load in the worker child only
+            from saywho.asr import (
+                whisper as asr,  # lazy: the HTTP process imports this module; models load in the worker child only
+            )
 
             return asr.load_model(key)
         if kind == "tts":
-            from saywho import tts  # lazy: the HTTP process imports this module; models load in the worker child only
+            from saywho import (
+                tts,  # lazy: the HTTP process imports this module; models load in the worker child only
+            )
 
             return tts.load_voice(name)
         raise KeyError(key)
 
     def preload(self, names: list[str]) -> None:
         """Load the named ASR models / voices and warm the diarization models."""
-        from saywho import tts  # lazy: the HTTP process imports this module; models load in the worker child only
-        from saywho.asr import whisper as asr  # lazy: the HTTP process imports this module; models load in the worker child only
-        from saywho.types import TranscribeOptions  # lazy: the HTTP process imports this module; models load in the worker child only
+        from saywho import (
+            tts,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+        from saywho.asr import (
+            whisper as asr,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+        from saywho.types import (
+            TranscribeOptions,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
 
         for name in names:
             if name in tts.installed_voices():
@@ -95,8 +107,12 @@ class Worker:
         return handler(payload, emit)
 
     def _transcript(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
-        from saywho.pipeline import transcribe  # lazy: the HTTP process imports this module; models load in the worker child only
-        from saywho.progress import ProgressScale  # lazy: the HTTP process imports this module; models load in the worker child only
+        from saywho.pipeline import (
+            transcribe,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+        from saywho.progress import (
+            ProgressScale,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
 
         last = [0.0]
 
@@ -109,7 +125,6 @@ class Worker:
         def on_segment(segment: Any) -> None:  # streaming: text as soon as it is decoded
             emit({"type": "text", "text": segment.text})
 
-        from saywho.speakers.service import library_identifier  # lazy: the HTTP process imports this module; models load in the worker child only
 
         known = payload.get("known") or {}
         return transcribe(
@@ -127,12 +142,13 @@ class Worker:
 
     def job_diarize_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
         """-> the per-chunk worker's dict (``process_chunk(...).to_dict()``), on this worker's models."""
-        from saywho.longform.chunk import process_chunk  # lazy: the HTTP process imports this module; models load in the worker child only
 
         return process_chunk(payload["samples"], payload["options"], manager=self.manager).to_dict()
 
     def job_speech(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> bytes:
-        from saywho import tts  # lazy: the HTTP process imports this module; models load in the worker child only
+        from saywho import (
+            tts,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
 
         with self.manager.acquire(f"tts|{payload['voice']}") as voice:
             speech = tts.synthesize(voice, payload["input"], speed=payload.get("speed", 1.0))
@@ -140,8 +156,12 @@ class Worker:
 
     def job_deep(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Speak a sentence with Piper, then transcribe and diarize it: every stage once."""
-        from saywho import tts  # lazy: the HTTP process imports this module; models load in the worker child only
-        from saywho.pipeline import transcribe  # lazy: the HTTP process imports this module; models load in the worker child only
+        from saywho import (
+            tts,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+        from saywho.pipeline import (
+            transcribe,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
 
         started = time.perf_counter()
         with self.manager.acquire(f"tts|{payload['voice']}") as voice:
@@ -160,7 +180,9 @@ class Worker:
 
 def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str, tuple[str, float]]]:
     """Names for a recording's speakers from per-request reference clips."""
-    from saywho.speakers import identify  # lazy: the HTTP process imports this module; models load in the worker child only
+    from saywho.speakers import (
+        identify,  # lazy: the HTTP process imports this module; models load in the worker child only
+    )
 
     references = {name: identify.embed_reference(samples) for name, samples in known.items()}
 
@@ -171,7 +193,10 @@ def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str,
 
 
 def _warm_diarization() -> None:
-    from saywho.diarization import embedding, segmentation  # lazy: the HTTP process imports this module; models load in the worker child only
+    from saywho.diarization import (  # lazy: the HTTP process imports this module; models load in the worker child only
+        embedding,
+        segmentation,
+    )
 
     segmentation.get_model()
     embedding.get_model()
@@ -210,7 +235,7 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
     worker = Worker(settings)
     try:
         worker.preload(preload)
-    except Exception as exc:  # noqa: BLE001 - a missing model must not stop the worker: requests report it
+    except Exception as exc:
         logger.warning("preload failed: %s", exc)
     send(("ready", {"pid": os.getpid(), "loaded": worker.manager.loaded()}))
 
