@@ -31,10 +31,27 @@ def cluster_local_speakers(
     threshold: float = GLOBAL_COSINE_THRESHOLD,
     min_speech_s: float = MIN_GLOBAL_SPEECH_S,
 ) -> np.ndarray:
+    """Local speakers of chunks -> global speakers (see ``cluster_with_cannot_links``):
+    two local speakers of one chunk may not merge."""
+    chunk_of = np.asarray(chunk_of)
+    conflicts = (chunk_of[:, None] == chunk_of[None, :]) & ~np.eye(len(chunk_of), dtype=bool)
+    return cluster_with_cannot_links(fingerprints, speech_s, conflicts, count, threshold=threshold,
+                                     min_speech_s=min_speech_s)
+
+
+def cluster_with_cannot_links(
+    fingerprints: np.ndarray,
+    speech_s: np.ndarray,
+    conflicts: np.ndarray,
+    count: SpeakerCount | None = None,
+    *,
+    threshold: float = GLOBAL_COSINE_THRESHOLD,
+    min_speech_s: float = MIN_GLOBAL_SPEECH_S,
+) -> np.ndarray:
     """(N, D) local-speaker fingerprints -> (N,) global labels 0..K-1 (first occurrence order).
 
-    Speech-weighted average linkage on cosine similarity with a cannot-link between
-    local speakers of the same chunk: merging stops when the best allowed pair of
+    Speech-weighted average linkage on cosine similarity with cannot-links
+    (``conflicts`` (N, N) bool: these two are different people): merging stops when the best allowed pair of
     groups is less similar than ``threshold``. ``count`` (num / min / max) moves the
     stop along the same merge order, allowing a cannot-link merge only when nothing
     else can reach ``count.num`` / ``count.max``. A group with less than
@@ -47,12 +64,10 @@ def cluster_local_speakers(
         return np.zeros(0, dtype=np.int64)
     x = fingerprints / np.maximum(np.linalg.norm(fingerprints, axis=1, keepdims=True), 1e-12)  # (N, D)
     w = np.asarray(speech_s, dtype=np.float64)  # (N,)
-    num_chunks = int(chunk_of.max()) + 1
-    # Per group: weighted similarity sums to every other group, total weight, chunks held.
+    # Per group: weighted similarity sums to every other group, total weight, conflicts.
     sums = (x @ x.T) * w[:, None] * w[None, :]  # (N, N)
     weight = w.copy()  # (N,)
-    holds = np.zeros((n, num_chunks), dtype=bool)  # (N, num_chunks)
-    holds[np.arange(n), chunk_of] = True
+    conflict = np.asarray(conflicts, dtype=bool).copy()  # (N, N) groups that may not merge
     alive = np.ones(n, dtype=bool)
     members = [[i] for i in range(n)]
     upper = count.num if count.num is not None else count.max
@@ -60,7 +75,6 @@ def cluster_local_speakers(
     while alive.sum() > 1:
         k = int(alive.sum())
         average = sums / np.outer(weight, weight)  # (N, N) mean similarity between groups
-        conflict = (holds.astype(np.int64) @ holds.T.astype(np.int64)) > 0  # (N, N) share a chunk
         blocked = ~np.outer(alive, alive) | np.eye(n, dtype=bool)
         allowed = np.where(blocked | conflict, -np.inf, average)
         a, b = np.unravel_index(int(np.argmax(allowed)), allowed.shape)
@@ -76,7 +90,8 @@ def cluster_local_speakers(
         sums[a, :] += sums[b, :]
         sums[:, a] += sums[:, b]
         weight[a] += weight[b]
-        holds[a] |= holds[b]
+        conflict[a, :] |= conflict[b, :]
+        conflict[:, a] |= conflict[:, b]
         alive[b] = False
         members[a].extend(members[b])
         sums[b, :] = sums[:, b] = 0.0
@@ -85,13 +100,13 @@ def cluster_local_speakers(
     labels = np.empty(n, dtype=np.int64)
     for k, group in enumerate(groups):
         labels[group] = k
-    labels = _fold_quiet_groups(x, w, chunk_of, labels, min_speech_s, lower)
+    labels = _fold_quiet_groups(x, w, np.asarray(conflicts, dtype=bool), labels, min_speech_s, lower)
     order: dict[int, int] = {}
     return np.array([order.setdefault(int(k), len(order)) for k in labels], dtype=np.int64)
 
 
 def _fold_quiet_groups(
-    x: np.ndarray, w: np.ndarray, chunk_of: np.ndarray, labels: np.ndarray, min_speech_s: float,
+    x: np.ndarray, w: np.ndarray, conflicts: np.ndarray, labels: np.ndarray, min_speech_s: float,
     lower: int | None,
 ) -> np.ndarray:
     """Merge each group with too little speech into the most similar large group it may join."""
@@ -107,7 +122,7 @@ def _fold_quiet_groups(
     for k in np.flatnonzero(totals < min_speech_s):
         group = labels == k
         similarity = centroids @ (x[group] * w[group, None]).sum(axis=0)  # (L,)
-        shares_chunk = np.array([np.isin(chunk_of[group], chunk_of[labels == g]).any() for g in large])
+        shares_chunk = np.array([conflicts[np.ix_(group, labels == g)].any() for g in large])
         if not shares_chunk.all():
             similarity = np.where(shares_chunk, -np.inf, similarity)
         out[group] = large[int(np.argmax(similarity))]

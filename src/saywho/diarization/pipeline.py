@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from saywho.diarization import clustering, embedding, segmentation
+from saywho.diarization.chunk_clustering import cluster_with_cannot_links
 from saywho.errors import InvalidOptionError
 from saywho.types import (
     SAMPLE_RATE,
@@ -74,6 +75,9 @@ CLUSTERING_METHOD = "ahc"
 # With num_speakers / min_speakers, every hinted speaker gets at least this much
 # exclusive speech (the frames where its own activity is strongest).
 MIN_HINTED_SPEECH_S = 0.5
+# A frame holds n + 1 speakers when the windows' mean local count reaches n + this
+# (0.5: rounding, as pyannote does).
+COUNT_ROUNDING = 0.5
 # Audio whose peak stays below this (-80 dBFS) is digital silence.
 SILENCE_PEAK = 1e-4
 
@@ -208,7 +212,17 @@ def _label_pieces(p: _Pieces, count: SpeakerCount) -> tuple[np.ndarray, int]:
         reliable = speech_s >= speech_s.max()
     if _wanted(count) is not None and reliable.sum() < _wanted(count):
         reliable = np.ones(len(speech_s), dtype=bool)  # too few clean pieces for the hint
-    if CLUSTERING_METHOD == "nmesc":
+    if CLUSTERING_METHOD == "cahc":
+        # Two local speakers of one window are two people (the segmentation model told
+        # them apart): a cannot-link between their pieces.
+        idx = np.flatnonzero(reliable)
+        same_window = pieces_arr[idx, 0][:, None] == pieces_arr[idx, 0][None, :]
+        other_local = pieces_arr[idx, 2][:, None] != pieces_arr[idx, 2][None, :]
+        labels = cluster_with_cannot_links(
+            fingerprints[reliable], speech_s[reliable] / EMBEDDINGS_PER_INSTANT, same_window & other_local, count,
+            threshold=clustering.COSINE_THRESHOLD, min_speech_s=MIN_SPEAKER_SPEECH_S,
+        )
+    elif CLUSTERING_METHOD == "nmesc":
         labels = clustering.spectral(fingerprints[reliable], count)
         labels = clustering.fold_small(
             fingerprints[reliable], labels, speech_s[reliable] / EMBEDDINGS_PER_INSTANT, MIN_SPEAKER_SPEECH_S, count
@@ -291,7 +305,8 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
             for k in np.unique(frame_labels[frame_labels >= 0]):
                 scores[window, k] += activity[c, :, s] * (frame_labels == k)
     scores, local_count, coverage = scores[:total_frames], local_count[:total_frames], coverage[:total_frames]
-    count_per_frame = np.rint(local_count / np.maximum(coverage, 1)).astype(np.int64)  # (total_frames,)
+    mean_count = local_count / np.maximum(coverage, 1)  # (total_frames,) mean local count of the windows
+    count_per_frame = np.floor(mean_count + 1.0 - COUNT_ROUNDING).astype(np.int64)  # (total_frames,)
     speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))  # (total_frames, num_speakers)
     exclusive = _top_speakers(scores, np.minimum(count_per_frame, 1))  # (total_frames, num_speakers)
     if _wanted(count) is not None:
