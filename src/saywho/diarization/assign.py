@@ -2,8 +2,12 @@
 
 Each word goes to the exclusive speaker turn that holds its midpoint, else to the
 one that overlaps it most, else to the nearest turn (so that every word of a
-diarized transcript has a speaker). Blocks break on a speaker change and on
-silences longer than ``gap_s``. Inputs are never modified: new values are returned.
+diarized transcript has a speaker). Then sentences are kept together: inside a
+sentence (words up to ``.``, ``?`` or ``!``, or a pause), a short run of words given to
+another speaker -- under ``MIN_RUN_WORDS`` words or ``MIN_RUN_S`` seconds, the size
+of a turn boundary misplaced by a few frames -- goes to the sentence's main speaker;
+a longer run is a real interjection and stays. Blocks break on a speaker change and
+on silences longer than ``gap_s``. Inputs are never modified: new values are returned.
 """
 
 from __future__ import annotations
@@ -19,6 +23,13 @@ if TYPE_CHECKING:
 # Tokens that attach to the previous word without a space.
 _CLOSING = set(".,!?;:%)]}»”’…。，、！？；：")
 _CONTRACTIONS = ("'s", "'t", "'re", "'ll", "'ve", "'d", "'m", "n't", "’s", "’t", "’re", "’ll", "’ve", "’d", "’m")
+# A run of words inside a sentence given to another speaker stays with that speaker
+# only with at least this many words and seconds (else the sentence keeps one speaker).
+MIN_RUN_WORDS = 3
+MIN_RUN_S = 1.0
+# A pause this long ends a sentence even without punctuation.
+SENTENCE_PAUSE_S = 1.0
+_SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
 # Languages written without spaces between words.
 _NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "km", "my", "yue", "bo"}
 
@@ -41,16 +52,55 @@ def join_words(tokens: Iterable[str], language: str | None = None) -> str:
     return "".join(out)
 
 
-def assign_speakers(words: Sequence[Word], exclusive: Sequence[SpeakerTurn]) -> tuple[Word, ...]:
-    """A copy of ``words`` with ``speaker`` set from the exclusive turns."""
+def assign_speakers(
+    words: Sequence[Word], exclusive: Sequence[SpeakerTurn], *, sentences: bool = True
+) -> tuple[Word, ...]:
+    """A copy of ``words`` with ``speaker`` set from the exclusive turns (and, with
+    ``sentences``, short runs inside a sentence given to its main speaker)."""
     if not exclusive:
         return tuple(words)
     turns = sorted(exclusive, key=lambda t: t.start)
     starts = [t.start for t in turns]
-    out = []
-    for w in words:
-        out.append(Word(w.start, w.end, w.text, w.probability, _speaker_for(w, turns, starts)))
-    return tuple(out)
+    speakers = [_speaker_for(w, turns, starts) for w in words]
+    if sentences:
+        speakers = _keep_sentences_together(words, speakers)
+    return tuple(Word(w.start, w.end, w.text, w.probability, k) for w, k in zip(words, speakers, strict=True))
+
+
+def _sentences(words: Sequence[Word]) -> list[range]:
+    """Index ranges of the sentences: up to end punctuation or a pause."""
+    out, first = [], 0
+    for i, w in enumerate(words):
+        last = i == len(words) - 1
+        pause = not last and words[i + 1].start - w.end >= SENTENCE_PAUSE_S
+        if last or pause or w.text.strip().endswith(_SENTENCE_END):
+            out.append(range(first, i + 1))
+            first = i + 1
+    return out
+
+
+def _keep_sentences_together(words: Sequence[Word], speakers: list[str]) -> list[str]:
+    """Short runs of another speaker inside a sentence go to its main speaker."""
+    out = list(speakers)
+    for sentence in _sentences(words):
+        if len({out[i] for i in sentence}) < 2:
+            continue
+        talk: dict[str, float] = {}
+        for i in sentence:
+            talk[out[i]] = talk.get(out[i], 0.0) + max(words[i].end - words[i].start, 0.01)
+        main = max(talk, key=lambda k: talk[k])
+        i = sentence.start
+        while i < sentence.stop:
+            j = i
+            while j + 1 < sentence.stop and out[j + 1] == out[i]:
+                j += 1
+            if out[i] != main:
+                n_words, seconds = j - i + 1, words[j].end - words[i].start
+                if n_words < MIN_RUN_WORDS or seconds < MIN_RUN_S:
+                    for k in range(i, j + 1):
+                        out[k] = main
+            i = j + 1
+    return out
 
 
 def _speaker_for(word: Word, turns: Sequence[SpeakerTurn], starts: Sequence[float]) -> str:

@@ -53,6 +53,9 @@ MIN_PIECE_SPEECH_S = 0.25
 # A local speaker with this much speech in a window but no piece there gets one
 # fingerprint from the whole window (see _pieces).
 MIN_WINDOW_SPEECH_S = 0.1
+# The weight of a window piece's activity in reconstruction: it fills frames where no
+# block piece found the speakers the frame needs, and never outranks one that did.
+WINDOW_PIECE_WEIGHT = 0.01
 # Pieces take part in clustering only with this much speech of their own (pyannote:
 # 20 % of a window); shorter ones are assigned to the nearest speaker afterwards.
 MIN_CLUSTERING_SPEECH_S = 1.0
@@ -64,7 +67,7 @@ EMBEDDINGS_PER_INSTANT = 2
 # fold of bench/diarization_loo.py picks 0.25 s with clustering.COSINE_THRESHOLD 0.3
 # (7-file dev DER 29.4 -> 26.5 %, simulated-meeting count error 0.50 -> 0.38), but that
 # costs dev00 a third speaker (3-file DER 20.0 %, over test_diarization_dev's 20 %).
-MIN_SPEAKER_SPEECH_S = 2.0
+MIN_SPEAKER_SPEECH_S = 0.5
 # A local speaker is active where its probability exceeds this (None: the most likely
 # powerset class, as pyannote does). 0.4 finds more quiet/short speech (7-file dev DER
 # 25.7 % vs 26.5 %) but adds false alarms on dev00/dev01 (3-file DER 22.1 % vs 20.0 %).
@@ -75,9 +78,6 @@ CLUSTERING_METHOD = "ahc"
 # With num_speakers / min_speakers, every hinted speaker gets at least this much
 # exclusive speech (the frames where its own activity is strongest).
 MIN_HINTED_SPEECH_S = 0.5
-# A frame holds n + 1 speakers when the windows' mean local count reaches n + this
-# (0.5: rounding, as pyannote does).
-COUNT_ROUNDING = 0.5
 # Audio whose peak stays below this (-80 dBFS) is digital silence.
 SILENCE_PEAK = 1e-4
 
@@ -289,6 +289,9 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
     # Every block of a local speaker takes the label of its nearest embedded piece.
     block_labels = _spread_labels(p.pieces, piece_labels, num_windows, p.blocks_per_window, num_local)
 
+    window_only = np.zeros((num_windows, num_local), dtype=bool)  # labelled by a window piece
+    window_only[p.pieces[p.pieces[:, 1] < 0, 0], p.pieces[p.pieces[:, 1] < 0, 2]] = True
+
     # 4. Reconstruction: global activity per frame, and how many speakers talk at once
     offsets = np.rint(starts / timing.step).astype(np.int64)  # first global frame of each window
     total_frames = max(1, int(np.ceil((duration - timing.start - timing.duration / 2) / timing.step)) + 1)
@@ -301,12 +304,14 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
         coverage[window] += 1
         local_count[window] += activity[c].sum(axis=1)
         for s in range(num_local):
-            frame_labels = block_labels[c, s][frame_block]  # (num_frames,)
+            frame_labels = _frame_labels(block_labels[c, s], activity[c, :, s], frame_block)  # (num_frames,)
+            # A window piece's label fills gaps only: its weight is too small to outrank
+            # speech that a block piece labelled (see WINDOW_PIECE_WEIGHT).
+            weight = WINDOW_PIECE_WEIGHT if window_only[c, s] else 1.0
             for k in np.unique(frame_labels[frame_labels >= 0]):
-                scores[window, k] += activity[c, :, s] * (frame_labels == k)
+                scores[window, k] += weight * activity[c, :, s] * (frame_labels == k)
     scores, local_count, coverage = scores[:total_frames], local_count[:total_frames], coverage[:total_frames]
-    mean_count = local_count / np.maximum(coverage, 1)  # (total_frames,) mean local count of the windows
-    count_per_frame = np.floor(mean_count + 1.0 - COUNT_ROUNDING).astype(np.int64)  # (total_frames,)
+    count_per_frame = np.rint(local_count / np.maximum(coverage, 1)).astype(np.int64)  # (total_frames,)
     speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))  # (total_frames, num_speakers)
     exclusive = _top_speakers(scores, np.minimum(count_per_frame, 1))  # (total_frames, num_speakers)
     if _wanted(count) is not None:
@@ -334,6 +339,35 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
         speakers=tuple(names[k] for k in order),
         fingerprints=fingerprint_of,
     )
+
+
+def _frame_labels(block_labels: np.ndarray, active: np.ndarray, frame_block: np.ndarray) -> np.ndarray:
+    """(num_frames,) labels of one local speaker in one window, from its block labels.
+
+    Where the label changes from one block to the next, the voice changed somewhere in
+    those two blocks (a block's fingerprint takes the voice that fills most of it): the
+    change is put in the longest pause of this local speaker there, when it has one,
+    instead of at the block edge.
+    """
+    labels = block_labels[frame_block].copy()
+    for b in range(len(block_labels) - 1):
+        left, right = block_labels[b], block_labels[b + 1]
+        if left < 0 or right < 0 or left == right:
+            continue
+        span = np.flatnonzero((frame_block == b) | (frame_block == b + 1))  # frames of the two blocks
+        silent = active[span] <= 0
+        if not silent.any() or silent.all():
+            continue
+        # The longest run of silent frames inside the span (not touching its ends).
+        padded = np.concatenate([[0], silent.astype(np.int8), [0]])
+        edges = np.flatnonzero(np.diff(padded))
+        runs = [(e - a, a, e) for a, e in zip(edges[::2], edges[1::2], strict=True) if a > 0 and e < len(span)]
+        if not runs:
+            continue
+        _, first, after = max(runs)
+        labels[span[:first]] = left
+        labels[span[after:]] = right
+    return labels
 
 
 def _embedded_blocks(num_windows: int, blocks_per_window: int, central: int) -> np.ndarray:
