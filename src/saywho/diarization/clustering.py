@@ -240,7 +240,7 @@ def spectral_count(
     np.fill_diagonal(affinity, 1.0)
     order = np.argsort(-affinity, axis=1)
     max_k = max(1, min(max_speakers, n - 1))
-    best = (np.inf, 1, None)
+    best: tuple[float, int, np.ndarray | None] = (np.inf, 1, None)
     for p in range(2, max(3, int(max_p_ratio * n) + 1)):
         binary = np.zeros_like(affinity)
         np.put_along_axis(binary, order[:, :p], 1.0, axis=1)
@@ -252,8 +252,9 @@ def spectral_count(
         ratio = p / n / (gaps[k - 1] / max(values[-1], 1e-10) + 1e-10)
         if ratio < best[0]:
             best = (ratio, k, vectors)
-    _, k, vectors = best
-    return k, vectors
+    _, k, found = best
+    assert found is not None  # the loop runs at least once
+    return k, found
 
 
 def spectral(embeddings: np.ndarray, count: SpeakerCount = SpeakerCount(), *, max_speakers: int = 10) -> np.ndarray:  # noqa: B008
