@@ -11,6 +11,7 @@ from typing import Any
 from saywho.cli import outputs
 from saywho.errors import InvalidOptionError
 from saywho.formats import CLI_FORMATS, get_writer
+from saywho.models.registry import default_asr_model
 from saywho.speakers.service import library_identifier
 from saywho.types import Identifier, SpeakerCount, TranscribeOptions, Transcript
 
@@ -26,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output file (one input) or directory (several inputs); default: stdout")
     p.add_argument("-f", "--format", choices=CLI_FORMATS,
                    help="output format (default: from -o's extension, else txt)")
-    p.add_argument("-m", "--model", default="tiny.en",
-                   help="speech model: bundled alias (tiny.en, base), local CTranslate2 dir, or HF id")
+    p.add_argument("-m", "--model",
+                   help="speech model: bundled alias (tiny.en, base), pulled hub id, local CTranslate2 dir "
+                   "(default: the one chosen with `saywho models use`, else tiny.en)")
     p.add_argument("-l", "--language", help="language code (default: detect)")
     p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
                    help="translate into English (multilingual models)")
@@ -113,7 +115,7 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
         initial_prompt=getattr(args, "initial_prompt", None) or None,
         hotwords=getattr(args, "hotwords", None) or None,
         vad_filter=getattr(args, "vad", True),
-        model=args.model,
+        model=args.model or default_asr_model(),
         language=args.language,
         task=args.task,
         diarize=not args.no_diarize,
