@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -209,10 +210,19 @@ def _download(model_id: str, revision: str, remote: RemoteFile, partial: Path, d
             done -= have
             have = 0
         with open(path, "ab" if have else "wb") as out:
-            while block := response.read(BLOCK):
-                out.write(block)
-                done += len(block)
-                hook("download", completed=min(done, total), total=total)
+            try:
+                while block := response.read(BLOCK):
+                    out.write(block)
+                    done += len(block)
+                    hook("download", completed=min(done, total), total=total)
+            except (OSError, http.client.HTTPException) as exc:
+                logger.info("download of %s stopped: %s", remote.name, exc)
+    got = path.stat().st_size
+    if remote.size and got < remote.size:
+        raise ModelDownloadError(
+            f"the download of {remote.name} of '{model_id}' stopped at {_mb(got)} of {_mb(remote.size)}; "
+            "pull again to resume"
+        )
     return done
 
 

@@ -226,7 +226,7 @@ def check_model_dir(path: Path, *, name: str) -> None:
 
 
 def dir_size(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.name.startswith(".saywho"))
 
 
 @dataclass(frozen=True, slots=True)
