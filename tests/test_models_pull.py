@@ -225,3 +225,64 @@ def test_copy_a_model_directory_for_air_gapped_machines(local_hub: Hub) -> None:
     model_id, target = hub.copy_local(bundled_tiny())
     assert model_id == "local/model" and (target / "model.bin").is_file()
     assert registry.resolve_asr_model(model_id) == str(target)
+
+
+def _sse(response: Any) -> list[tuple[str, dict[str, Any]]]:
+    events, kind = [], "message"
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            kind = line.split(":", 1)[1].strip()
+        elif line.startswith("data:"):
+            events.append((kind, json.loads(line.split(":", 1)[1])))
+    return events
+
+
+@pytest.mark.slow
+def test_server_pull_use_unload_reload_delete(local_hub: Hub, tmp_path: Path) -> None:
+    from saywho.evaluation.synth import available, speak
+    from tests.server_harness import start_server
+
+    if not available("flite:slt"):
+        pytest.skip("flite not installed")
+    server = start_server(tmp_path, model_ttl_s=600)
+    try:
+        server.wait_ready()
+        http = server.http(timeout=120)
+        bad = http.post("/v1/models/nobody/nothing")
+        assert bad.status_code == 200  # the stream starts; the hub's 404 comes as an error event
+        assert _sse(bad)[-1][1]["error"]["code"] == "model_not_found"
+        assert http.post("/v1/models/not-an-id").status_code == 400
+        with http.stream("POST", f"/v1/models/{MODEL_ID}") as response:
+            events = _sse(response)
+        progress = [d for k, d in events if k == "progress" and d["phase"] == "download"]
+        assert progress and progress[-1]["completed"] == progress[-1]["total"] > 70_000_000
+        assert events[-1][0] == "done"
+        assert http.put("/v1/models/default", json={"model": "nobody/nothing"}).status_code == 404
+        assert http.put("/v1/models/default", json={"model": MODEL_ID}).json() == {"default": MODEL_ID}
+        listing = http.get("/v1/models").json()
+        ours = {m["id"]: m for m in listing["data"]}
+        assert listing["default"] == MODEL_ID and ours[MODEL_ID]["default"] and not ours[MODEL_ID]["loaded"]
+        assert ours["whisper-1"]["maps_to"] == MODEL_ID and ours["tts-1"]["type"] == "alias"
+
+        audio = tmp_path / "a.wav"
+        from saywho.audio.decode import write_wav
+
+        write_wav(audio, speak("flite:slt", "The birch canoe slid on the smooth planks."))
+        client = server.client()
+        text = client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb")).text
+        assert "smooth planks" in text.lower()
+        loaded = http.get("/v1/models").json()
+        assert {m["id"]: m for m in loaded["data"]}[MODEL_ID]["loaded"]
+        assert http.post(f"/v1/models/{MODEL_ID}/unload").json()["unloaded"] is True
+        unloaded = http.get("/v1/models").json()
+        assert not {m["id"]: m for m in unloaded["data"]}[MODEL_ID]["loaded"]
+        assert unloaded["worker_rss_bytes"] < loaded["worker_rss_bytes"]
+        assert "smooth planks" in client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb")).text.lower()
+        assert {m["id"]: m for m in http.get("/v1/models").json()["data"]}[MODEL_ID]["loaded"]
+
+        assert http.delete(f"/v1/models/{MODEL_ID}").status_code == 400  # the default
+        http.put("/v1/models/default", json={"model": "tiny.en"})
+        assert http.delete(f"/v1/models/{MODEL_ID}").json()["deleted"] is True
+        assert http.delete(f"/v1/models/{MODEL_ID}").status_code == 404
+    finally:
+        server.stop()

@@ -65,7 +65,7 @@ class RemoteFile:
     blob_id: str | None  # git blob id (sha1 of "blob <size>\0" + content), other files
 
 
-def _check_id(model_id: str) -> None:
+def check_id(model_id: str) -> None:
     parts = model_id.split("/")
     if len(parts) != 2 or not all(parts) or any(p in (".", "..") or p.startswith(".") for p in parts):
         raise InvalidOptionError(f"'{model_id}' is not a hub id (owner/name) or a model directory", param="model")
@@ -90,7 +90,7 @@ def _open(url: str, headers: dict[str, str] | None = None, timeout: float = 30.0
 
 def list_files(model_id: str, revision: str = "main") -> list[RemoteFile]:
     """The files of a hub repository, with sizes and checksums."""
-    _check_id(model_id)
+    check_id(model_id)
     url = f"{endpoint()}/api/models/{model_id}/revision/{urllib.parse.quote(revision)}?blobs=true"
     with _open(url) as response:
         try:
@@ -128,6 +128,15 @@ def _pull_lock(model_id: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_pulling(model_id: str) -> bool:
+    """Whether another pull of ``model_id`` holds its lock now."""
+    try:
+        with _pull_lock(model_id):
+            return False
+    except ConflictError:
+        return True
+
+
 def _verify(path: Path, remote: RemoteFile) -> bool:
     if path.stat().st_size != remote.size and remote.size:
         return False
@@ -152,7 +161,7 @@ def pull(
     disk_free: Callable[[Path], int] = lambda p: shutil.disk_usage(p).free,
 ) -> Path:
     """Download ``model_id`` (resuming an interrupted pull); returns its directory."""
-    _check_id(model_id)
+    check_id(model_id)
     target = pulled_dir(model_id)
     with _pull_lock(model_id):
         files = list_files(model_id, revision)

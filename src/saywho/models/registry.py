@@ -295,11 +295,17 @@ def default_asr_model() -> str:
     return name or DEFAULT_ASR_MODEL
 
 
-def set_default_asr_model(name: str) -> str:
-    """Check that ``name`` resolves locally, then make it the default; returns it."""
+def require_installed(name: str) -> str:
+    """The directory of an installed speech model (never a hub id to fetch later)."""
     path = resolve_asr_model(name)
     if not Path(path).is_dir():
         raise ModelNotFoundError(f"'{name}' is not installed: `saywho models pull {name}` first", param="model")
+    return path
+
+
+def set_default_asr_model(name: str) -> str:
+    """Check that ``name`` is installed, then make it the default; returns it."""
+    require_installed(name)
     f = default_model_file()
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_suffix(".tmp")
