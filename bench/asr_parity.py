@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     with report.LoadSampler() as load:
         for name, run in configs.items():
             row: list[object] = [name]
-            for set_name, items in sets.items():
+            for items in sets.values():
                 results = []
                 for item, audio, reference in items:
                     hypothesis = run(audio)

@@ -160,7 +160,7 @@ def test_interrupted_download_resumes_with_a_range_request(local_hub: Hub) -> No
 
 def test_checksum_mismatch_is_rejected_and_nothing_installed(local_hub: Hub) -> None:
     local_hub.corrupt = True
-    with pytest.raises(ModelDownloadError, match="checksum mismatch for model.bin"):
+    with pytest.raises(ModelDownloadError, match=r"checksum mismatch for model\.bin"):
         hub.pull(MODEL_ID)
     assert not registry.pulled_dir(MODEL_ID).exists()
     local_hub.corrupt = False

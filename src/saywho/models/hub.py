@@ -26,7 +26,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from saywho.errors import (
@@ -41,6 +40,7 @@ from saywho.types import no_progress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
     from saywho.types import Hook
 
@@ -74,7 +74,7 @@ def check_id(model_id: str) -> None:
 def _open(url: str, headers: dict[str, str] | None = None, timeout: float = 30.0) -> Any:
     request = urllib.request.Request(url, headers={"User-Agent": "saywho", **(headers or {})})
     try:
-        return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (http(s) URLs we build)
+        return urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 404):
             raise ModelNotFoundError(f"the hub at {endpoint()} has no model here ({exc.code}): {url}",

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
@@ -82,7 +81,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 
 @router.put("/v1/models/default", summary="Change the default speech model (until restart)")
-async def set_default(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+async def set_default(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     name = body.get("model")
     if not isinstance(name, str) or not name:
         raise InvalidOptionError("send {\"model\": \"<id>\"}", param="model")
