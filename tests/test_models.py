@@ -86,6 +86,10 @@ def test_local_directory_must_hold_a_model(tmp_path) -> None:
     with pytest.raises(ModelNotFoundError, match=r"model\.bin"):
         resolve_asr_model(str(tmp_path))
     (tmp_path / "model.bin").write_bytes(b"x")
+    with pytest.raises(ModelNotFoundError, match=r"config\.json"):  # a model.bin alone is not a model
+        resolve_asr_model(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "tokenizer.json").write_text("{}")
     assert resolve_asr_model(str(tmp_path)) == str(tmp_path)
 
 

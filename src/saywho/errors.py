@@ -80,3 +80,22 @@ class BackendUnavailable(SaywhoError):
 class TooManyRequestsError(SaywhoError):
     status_code = 429
     code = "too_many_requests"
+
+
+class ModelDownloadError(SaywhoError):
+    """A model could not be fetched from the hub (offline, refused, bad checksum)."""
+
+    status_code = 502
+    code = "model_download_failed"
+
+
+class InsufficientStorageError(SaywhoError):
+    status_code = 507
+    code = "insufficient_storage"
+
+
+class ConflictError(SaywhoError):
+    """The request collides with one already running (two pulls of one model)."""
+
+    status_code = 409
+    code = "conflict"

@@ -192,7 +192,15 @@ class TranscribeOptions:
     diarize: bool = True
     speakers: SpeakerCount = SpeakerCount()
     initial_prompt: str | None = None
-    temperature: float | tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # Words or phrases to favour (faster-whisper's hotwords; ignored with an initial prompt).
+    hotwords: str | None = None
+    # 0: deterministic. faster-whisper's default fallback (0.0, 0.2, ..., 1.0) samples at
+    # temperatures above 0 when a window looks wrong, and sampling draws from a random
+    # generator per decoding thread: the same file then gives different text from run to
+    # run ("Thank you." / "Thank you for watching.." on trailing silence). A list here
+    # turns the fallback back on.
+    temperature: float | tuple[float, ...] = 0.0
+    condition_on_previous_text: bool = True
     # Greedy decoding: on the dev set tiny.en scored 3.0% WER greedy against 5.1% with a
     # beam of 5, and the whole job ran 1.2x faster on 2 cores. --beam-size 5 is there.
     beam_size: int = 1

@@ -126,9 +126,12 @@ def transcribe(
             beam_size=options.beam_size,
             temperature=options.temperature,
             initial_prompt=options.initial_prompt or None,
+            hotwords=options.hotwords or None,
             word_timestamps=True,
             vad_filter=options.vad_filter,
-            condition_on_previous_text=False,
+            # faster-whisper's default: each 30 s window sees the text before it.
+            # Without it, words that need context change inside long monologues.
+            condition_on_previous_text=options.condition_on_previous_text,
         )
     except ValueError as exc:  # unknown language code and the like
         raise InvalidOptionError(str(exc), param="language") from None

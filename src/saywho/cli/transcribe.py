@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from saywho.cli import outputs
 from saywho.errors import InvalidOptionError
 from saywho.formats import CLI_FORMATS, get_writer
+from saywho.models.registry import default_asr_model
 from saywho.speakers.service import library_identifier
 from saywho.types import Identifier, SpeakerCount, TranscribeOptions, Transcript
-
-if TYPE_CHECKING:
-    import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="output file (one input) or directory (several inputs); default: stdout")
     p.add_argument("-f", "--format", choices=CLI_FORMATS,
                    help="output format (default: from -o's extension, else txt)")
-    p.add_argument("-m", "--model", default="tiny.en",
-                   help="speech model: bundled alias (tiny.en, base), local CTranslate2 dir, or HF id")
+    p.add_argument("-m", "--model",
+                   help="speech model: bundled alias (tiny.en, base), pulled hub id, local CTranslate2 dir "
+                   "(default: the one chosen with `saywho models use`, else tiny.en)")
     p.add_argument("-l", "--language", help="language code (default: detect)")
     p.add_argument("--task", choices=("transcribe", "translate"), default="transcribe",
                    help="translate into English (multilingual models)")
@@ -38,13 +38,37 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--no-identify", action="store_true", help="keep Speaker_N labels: no names from the library")
     g.add_argument("--speakers-db", metavar="PATH", help="speaker library (default: $SAYWHO_SPEAKERS_DB or "
                    "<data dir>/saywho/speakers.db)")
-    p.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
+    add_decoding_args(p)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_long_recording_args(p)
     p.set_defaults(func=run)
+
+
+def add_decoding_args(p: argparse.ArgumentParser) -> None:
+    """Decoder options, named as faster-whisper and OpenAI name them."""
+    g = p.add_argument_group("decoding")
+    g.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
+    g.add_argument("--temperature", type=_temperatures, default=None, metavar="T[,T...]",
+                   help="sampling temperature, or a comma-separated fallback list such as 0,0.2,0.4 "
+                   "(default: 0, deterministic; above 0 the text may change from run to run)")
+    g.add_argument("--initial-prompt", metavar="TEXT",
+                   help="text that conditions the first window (spelling, names, style); OpenAI's 'prompt'")
+    g.add_argument("--hotwords", metavar="TEXT", help="words or phrases to favour (names, jargon)")
+    g.add_argument("--vad", action=argparse.BooleanOptionalAction, default=True,
+                   help="skip long silences with Silero VAD before ASR (default: on)")
+
+
+def _temperatures(value: str) -> float | tuple[float, ...]:
+    try:
+        temps = tuple(float(t) for t in value.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a temperature or comma-separated list: {value!r}") from None
+    if not temps or any(not 0.0 <= t <= 1.0 for t in temps):
+        raise argparse.ArgumentTypeError("temperatures must lie between 0 and 1")
+    return temps[0] if len(temps) == 1 else temps
 
 
 def add_speaker_count_args(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -83,8 +107,15 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
         raise InvalidOptionError("--beam-size must be at least 1")
     if args.threads < 0:
         raise InvalidOptionError("--threads must be 0 (all cores) or more")
+    decoding: dict[str, Any] = {}
+    if getattr(args, "temperature", None) is not None:
+        decoding["temperature"] = args.temperature
     return TranscribeOptions(
-        model=args.model,
+        **decoding,
+        initial_prompt=getattr(args, "initial_prompt", None) or None,
+        hotwords=getattr(args, "hotwords", None) or None,
+        vad_filter=getattr(args, "vad", True),
+        model=args.model or default_asr_model(),
         language=args.language,
         task=args.task,
         diarize=not args.no_diarize,

@@ -30,6 +30,8 @@ MIN_RUN_S = 1.0
 # A pause this long ends a sentence even without punctuation.
 SENTENCE_PAUSE_S = 1.0
 _SENTENCE_END = (".", "?", "!", "。", "？", "！", "…")
+# Marks that a sentence carries once (a repeated one is a decoding artefact).
+_SINGLE_MARKS = set(".,!?;:")
 # Languages written without spaces between words.
 _NO_SPACE_LANGUAGES = {"zh", "ja", "th", "lo", "km", "my", "yue", "bo"}
 
@@ -38,12 +40,15 @@ def join_words(tokens: Iterable[str], language: str | None = None) -> str:
     """Join ASR word tokens into text, whether or not they carry leading spaces.
 
     No space goes before punctuation or a contraction suffix; languages written
-    without spaces are joined directly.
+    without spaces are joined directly. A mark that repeats the one the text already
+    ends with is joined once ("watching." + "." -> "watching."; an ellipsis stays).
     """
     glue = "" if (language or "").split("-")[0] in _NO_SPACE_LANGUAGES else " "
     out: list[str] = []
     for token in tokens:
         t = token.strip()
+        if out and t[0] in _SINGLE_MARKS and out[-1].endswith(t[0]) and not out[-1].endswith(t[0] * 2):
+            t = t[1:].lstrip(t[0]) if t != t[0] * 3 else t  # "..." after a word is an ellipsis
         if not t:
             continue
         if out and glue and not (t[0] in _CLOSING or t.lower().startswith(_CONTRACTIONS)):

