@@ -29,10 +29,11 @@ OPS = ("merge", "move", "split")
 NEW_SPEAKER = "new"
 
 
-def validate(transcript: Transcript, edit: Mapping[str, Any]) -> dict[str, Any]:
+def validate(transcript: Transcript, edit: Mapping[str, Any], *, taken: Sequence[str] = ()) -> dict[str, Any]:
     """``edit`` checked against ``transcript`` (the corrected one so far) and made
-    canonical: a ``"new"`` target gets its label here, so replaying is deterministic.
-    Raises ``InvalidOptionError`` / ``NotFoundError`` with the field at fault."""
+    canonical: a ``"new"`` target gets its label here (never one in ``taken``, the
+    labels used before, so a stored name never lands on another voice), so replaying is
+    deterministic. Raises ``InvalidOptionError`` / ``NotFoundError`` with the field at fault."""
     op = edit.get("op")
     if op not in OPS:
         raise InvalidOptionError(f"unknown correction '{op}': choose one of {', '.join(OPS)}", param="op")
@@ -51,7 +52,7 @@ def validate(transcript: Transcript, edit: Mapping[str, Any]) -> dict[str, Any]:
                                      param="word")
         return {"op": "split", "line": line, "word": at}
     target = edit.get("target")
-    target = next_label(labels) if target == NEW_SPEAKER else _label(edit, "target", labels)
+    target = next_label([*labels, *taken]) if target == NEW_SPEAKER else _label(edit, "target", labels)
     first, last = edit.get("first_word"), edit.get("last_word")
     if first is None and last is None:
         first, last = 0, max(0, len(words) - 1)
@@ -138,7 +139,8 @@ def move_words(transcript: Transcript, line: int, target: str, first: int, last:
         moved = tuple(dataclasses.replace(w, speaker=target) for w in words[first:last + 1])
         pieces = [p for p in (_piece(segment, words[:first]), _piece(segment, moved, speaker=target),
                               _piece(segment, words[last + 1:])) if p.words]
-        start, end = moved[0].start, moved[-1].end
+        whole = first == 0 and last == len(words) - 1
+        start, end = (segment.start, segment.end) if whole else (moved[0].start, moved[-1].end)
     segments = _numbered([*transcript.segments[:line], *pieces, *transcript.segments[line + 1:]])
     all_words = tuple(dataclasses.replace(w, speaker=target)
                       if start <= w.start and w.end <= end and w.speaker == source else w
@@ -158,7 +160,23 @@ def move_words(transcript: Transcript, line: int, target: str, first: int, last:
             exclusive=_reassign(diarization.exclusive, start, end, source, target),
             speakers=tuple(dict.fromkeys((*diarization.speakers, target))),
         )
-    return dataclasses.replace(transcript, segments=segments, words=all_words, speakers=tuple(speakers),
+    moved_out = dataclasses.replace(transcript, segments=segments, words=all_words, speakers=tuple(speakers),
+                                    diarization=diarization)
+    if source is not None and not any(s.speaker == source for s in segments):
+        return _without_speaker(moved_out, source)
+    return moved_out
+
+
+def _without_speaker(transcript: Transcript, label: str) -> Transcript:
+    """A speaker left with no line is gone: from the speakers, turns and fingerprints."""
+    diarization = transcript.diarization
+    if diarization is not None:
+        diarization = dataclasses.replace(
+            diarization, turns=tuple(t for t in diarization.turns if t.speaker != label),
+            exclusive=tuple(t for t in diarization.exclusive if t.speaker != label),
+            speakers=tuple(x for x in diarization.speakers if x != label),
+            fingerprints={k: v for k, v in diarization.fingerprints.items() if k != label})
+    return dataclasses.replace(transcript, speakers=tuple(s for s in transcript.speakers if s.label != label),
                                diarization=diarization)
 
 

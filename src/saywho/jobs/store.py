@@ -412,7 +412,9 @@ class JobStore:
 
     def correct(self, job_id: str, edit: Mapping[str, Any]) -> dict[str, Any]:
         """Check ``edit`` against the corrected transcript and keep it; returns it canonical."""
-        canonical = corrections.validate(self.corrected_result(job_id), edit)
+        raw, done = self.raw_result(job_id), self.corrections(job_id)
+        taken = [s.label for s in raw.speakers] + [str(e.get("target")) for e in done]
+        canonical = corrections.validate(corrections.apply_corrections(raw, done), edit, taken=taken)
         with self._conn() as conn, db.transaction(conn):
             seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_corrections WHERE job_id = ?",
                                (job_id,)).fetchone()[0]
