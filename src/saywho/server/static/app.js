@@ -335,7 +335,7 @@ function showPartial(chunks) {
     const items = chunk.lines.map((line) => el("li", {
       class: "line provisional", dataset: { chunk: chunk.index, start: line.start, end: line.end },
     },
-    el("button", { type: "button", class: "ts", "aria-label": `Play from ${clock(line.start, 0)}`,
+    el("button", { type: "button", class: "ts", "aria-label": `Play from ${clock(line.start)}`,
       onclick: () => seek(line.start) }, clock(line.start)),
     el("span", { class: "who" }, `part ${chunk.index + 1} · ${line.speaker || "?"}`),
     el("span", { class: "text" }, line.text)));
