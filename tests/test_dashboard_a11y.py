@@ -392,7 +392,7 @@ def test_a_20_minute_15_speaker_job_fits_with_distinct_colours(open_page, transc
         # the ruler counts whole minutes at this scale: 0:00, 2:00... not 2:00.0
         ticks = page.evaluate("[...document.querySelectorAll('#timeline .tick')].map((t) => t.textContent)")
         assert ticks[0] == "0:00" and all(re.fullmatch(r"\d+:\d\d", t) for t in ticks), ticks
-        assert len(ticks) >= 4
+        assert len(ticks) >= (6 if width > 800 else 2), ticks
         # zoomed in, playback keeps the playhead in view
         for _ in range(4):
             page.click("#zoom-in")

@@ -11,7 +11,7 @@ const FORMATS = [
 // white digits); beyond them, hues spread by the golden angle. Colour is never the only
 // cue: every speaker also carries its number (swatch, timeline row, transcript line).
 const COLOURS = ["#1f5fa8", "#c62828", "#2e7d32", "#6a3d9a", "#b35900", "#00838f", "#8c564b", "#ad1457",
-  "#546e7a", "#7c7c00", "#283593", "#d84315", "#00695c", "#9c27b0", "#4e342e", "#0277bd", "#827717",
+  "#546e7a", "#6b6b00", "#283593", "#bf360c", "#00695c", "#9c27b0", "#4e342e", "#0277bd", "#827717",
   "#5d4037", "#c2185b", "#33691e"];
 const TERMINAL = new Set(["finished", "failed", "cancelled"]);
 const STEP_NAMES = {
@@ -91,7 +91,7 @@ function speakerIndex(label) {
 
 function paletteColour(i) {
   if (i < COLOURS.length) return COLOURS[i];
-  return `hsl(${Math.round((i * 137.508) % 360)}, 65%, ${i % 2 ? 32 : 40}%)`;
+  return `hsl(${Math.round((i * 137.508) % 360)}, 60%, ${i % 2 ? 28 : 34}%)`;
 }
 
 function colourOf(label) { return paletteColour(speakerIndex(label)); }

@@ -28,7 +28,8 @@ function renderTimeline() {
   const canvas = el("div", { class: "canvas", style: { width: `${width}px` } });
   const ruler = el("div", { class: "ruler", "aria-hidden": "true" });
   const step = TICK_STEPS.find((s) => s * pps >= MIN_TICK_PX) || 7200;
-  for (let t = 0; t <= duration + 1e-6; t += step) {
+  // the last label must fit inside the plot, or "fit" would scroll
+  for (let t = 0; t <= duration + 1e-6 && (t === 0 || t * pps <= width - 36); t += step) {
     ruler.append(el("span", { class: "tick", style: { left: `${t * pps}px` } }, clock(t, step < 1 ? 1 : 0)));
   }
   canvas.append(ruler);
