@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS := bundled,server,tts,eval,wyoming,test
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: help install demo test test-fast system-deps lint typecheck bench clean
+.PHONY: help install demo test test-fast system-deps axe lint typecheck bench clean
 
 help:
 	@echo "make demo   - set up .venv with the bundled models and transcribe a sample conversation"
@@ -33,6 +33,17 @@ install: $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
+# axe-core (the accessibility checker the dashboard's browser tests run) from npm, into
+# tests/.axe (git-ignored; nothing vendored). Without npm the accessibility tests skip.
+AXE_VERSION := 4.14.1
+AXE := tests/.axe/node_modules/axe-core/axe.min.js
+
+$(AXE):
+	@command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix tests/.axe axe-core@$(AXE_VERSION) \
+		|| echo "axe: npm missing or failed; the accessibility tests will skip" >&2
+
+axe: $(AXE)
+
 demo: install
 	@echo "== saywho transcribe samples/meeting.flac"
 	@$(BIN)/saywho transcribe samples/meeting.flac
@@ -41,7 +52,7 @@ demo: install
 TYPED := src/saywho/types.py src/saywho/pipeline.py src/saywho/progress.py src/saywho/serialize.py \
 	src/saywho/runtime.py src/saywho/diarization
 
-test: install system-deps lint typecheck
+test: install system-deps axe lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: install

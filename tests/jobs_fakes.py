@@ -20,6 +20,8 @@ from saywho.audio.decode import write_wav
 from saywho.errors import SaywhoError
 from saywho.jobs.runner import JobChunkStore
 from saywho.jobs.store import Job, options_from_dict
+from saywho.longform.chunk import ChunkResult
+from saywho.longform.plan import Chunk, ChunkPlan
 from saywho.pipeline import assemble
 from saywho.types import SAMPLE_RATE, Diarization, Hook, Segment, SpeakerTurn, Transcript, Word
 
@@ -62,17 +64,21 @@ def transcript_from_lines(lines: Sequence[Line], duration: float) -> Transcript:
 
 class ScriptedTranscriber:
     """A stand-in for the real pipeline. ``fail_at`` raises in that chunk (a crash or an
-    error); ``gate`` (an Event) holds the first chunk until it is set."""
+    error); ``gate`` (an Event) holds the first chunk until it is set; ``hold`` (an
+    Event) holds the job after its first chunk is stored until it is set. Each chunk
+    stores a real ``ChunkResult`` (its lines' words, with the chunk's local labels) and
+    the run a chunk plan, as ``transcribe_long`` does."""
 
     def __init__(self, lines: Sequence[Line] = DEFAULT_LINES, *, chunk_s: float = 5.0, delay_s: float = 0.05,
                  fail_at: int | None = None, error: BaseException | None = None,
-                 gate: threading.Event | None = None) -> None:
+                 gate: threading.Event | None = None, hold: threading.Event | None = None) -> None:
         self.lines = tuple(lines)
         self.chunk_s = chunk_s
         self.delay_s = delay_s
         self.fail_at = fail_at
         self.error = error or SaywhoError("the fake pipeline broke on purpose")
         self.gate = gate
+        self.hold = hold
         self.processed: list[tuple[str, int]] = []
         self.calls = 0
 
@@ -82,6 +88,10 @@ class ScriptedTranscriber:
         total = max(1, math.ceil(duration / self.chunk_s))
         hook("decode", completed=0, total=1)
         hook("decode", completed=1, total=1)
+        plan = ChunkPlan(tuple(Chunk(i, int(i * self.chunk_s * SAMPLE_RATE),
+                                     int(min(duration, (i + 1) * self.chunk_s) * SAMPLE_RATE))
+                               for i in range(total)), duration)
+        chunks.save_plan("scripted", plan)
         done = chunks.finished()
         hook("chunks", completed=len(done), total=total)
         for index in range(total):
@@ -95,12 +105,30 @@ class ScriptedTranscriber:
                 hook(step, completed=2, total=2)
             if self.fail_at == index:
                 raise self.error
-            chunks.store.put_chunk(job.id, index, {"index": index, "fake": True})
+            chunks.store.put_chunk(job.id, index, self.chunk_result(plan.chunks[index]).to_dict())
             self.processed.append((job.id, index))
             done.add(index)
             hook("chunks", completed=len(done), total=total)
+            if self.hold is not None and index == 0:
+                self.hold.wait(20)
         hook("clustering", completed=1, total=1)
         return transcript_from_lines(self.lines, duration)
+
+
+    def chunk_result(self, chunk: Chunk) -> ChunkResult:
+        """The words of the lines that start in ``chunk``, times from its start, labels local."""
+        local: dict[str, str] = {}
+        words = []
+        for start, end, speaker, text in self.lines:
+            if not chunk.start_s <= start < chunk.end_s:
+                continue
+            label = local.setdefault(speaker, f"Speaker_{len(local)}")
+            tokens = text.split()
+            step = (end - start) / len(tokens)
+            words += [Word(round(start - chunk.start_s + i * step, 3), round(start - chunk.start_s + (i + 1) * step, 3),
+                           " " + tok, 1.0, label) for i, tok in enumerate(tokens)]
+        return ChunkResult(duration=chunk.duration_s, segments=(), speakers_detected=tuple(local.values()),
+                           fingerprints={}, words=tuple(words))
 
 
 def write_tone_wav(path, seconds: float = 20.0) -> None:

@@ -212,7 +212,7 @@ def test_upload_watch_progress_explore_rename_and_export(page, server, recording
     page.keyboard.press("Enter")
     page.wait_for_selector("#speakers .speaker[data-label='Speaker_1'] .name:text('Ada Lovelace')")
     assert "Ada Lovelace" in page.inner_text("#transcript")
-    assert "Ada Lovelace" in page.inner_text("#timeline")
+    assert "Ada Lovelace" in page.inner_text("#timeline-labels")  # row labels sit beside the plot
     with page.expect_download() as download:
         page.click("#downloads a[data-format='srt']")
     srt = Path(download.value.path()).read_text(encoding="utf-8")

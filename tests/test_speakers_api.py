@@ -74,7 +74,7 @@ def test_enrol_from_transcript_then_read_rename_delete(client, settings):
     ada = r.json()
     assert ada["name"] == "Ada" and ada["object"] == "speaker" and ada["enrolments"][0]["source"] == "transcript#Speaker_1"
     # It lives in the server's database.
-    np.testing.assert_allclose(SpeakerLibrary(settings.db_path).known()["Ada"][0], voice(2), atol=1e-6)
+    np.testing.assert_allclose(SpeakerLibrary(settings.speakers_db).known()["Ada"][0], voice(2), atol=1e-6)
 
     listing = client.get("/v1/speakers").json()
     assert listing["object"] == "list" and [s["name"] for s in listing["data"]] == ["Ada"]
@@ -142,10 +142,10 @@ def test_silent_or_short_upload_is_a_clear_400(client, tmp_path):
 
 
 def test_corrupt_database_is_reported(client, settings):
-    settings.db_path.write_bytes(b"garbage" * 500)
+    settings.speakers_db.write_bytes(b"garbage" * 500)
     err = assert_openai_error(client.get("/v1/speakers"), 400, "speaker_library_error")
     assert "cannot be read" in err["message"]
-    assert settings.db_path.read_bytes() == b"garbage" * 500
+    assert settings.speakers_db.read_bytes() == b"garbage" * 500
 
 
 def test_router_is_in_the_default_app(settings):
@@ -153,18 +153,18 @@ def test_router_is_in_the_default_app(settings):
     assert {"/v1/speakers", "/v1/speakers/{speaker_id}"} <= set(app.openapi()["paths"])
 
 
-def test_server_transcriptions_use_the_library_in_its_database(settings, caplog):
+def test_server_transcriptions_use_the_library_of_its_settings(settings, caplog):
     from saywho.speakers.service import library_identifier
 
-    assert library_identifier(settings.db_path) is None  # no library yet
-    SpeakerLibrary(settings.db_path).add("Ada", voice(1), source="x")
-    identify = library_identifier(settings.db_path)
+    assert library_identifier(settings.speakers_db) is None  # no library yet
+    SpeakerLibrary(settings.speakers_db).add("Ada", voice(1), source="x")
+    identify = library_identifier(settings.speakers_db)
     from saywho.types import Diarization
 
     d = Diarization(duration=1, turns=(), exclusive=(), speakers=("Speaker_0",),
                     fingerprints={"Speaker_0": tuple(voice(1))})
     assert identify(d) == {"Speaker_0": ("Ada", pytest.approx(1.0))}
-    settings.db_path.unlink()
-    settings.db_path.write_bytes(b"garbage" * 500)
-    assert library_identifier(settings.db_path) is None
+    settings.speakers_db.unlink()
+    settings.speakers_db.write_bytes(b"garbage" * 500)
+    assert library_identifier(settings.speakers_db) is None
     assert "anonymous" in caplog.text

@@ -15,9 +15,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def default_data_dir() -> Path:
-    """``$XDG_DATA_HOME/saywho`` or ~/.local/share/saywho."""
+    """``$SAYWHO_DATA_DIR``, else ``$XDG_DATA_HOME/saywho`` or ~/.local/share/saywho
+    (``%LOCALAPPDATA%\\saywho`` on Windows): shared by the CLI and the server."""
+    if os.environ.get("SAYWHO_DATA_DIR"):
+        return Path(os.environ["SAYWHO_DATA_DIR"]).expanduser()
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "saywho"
     base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
     return Path(base) / "saywho"
+
+
+def default_speakers_db() -> Path:
+    """The speaker library the CLI and the server share by default:
+    ``$SAYWHO_SPEAKERS_DB``, else ``<data dir>/speakers.db``."""
+    env = os.environ.get("SAYWHO_SPEAKERS_DB")
+    return Path(env).expanduser() if env else default_data_dir() / "speakers.db"
 
 
 class Settings(BaseSettings):
@@ -58,6 +70,9 @@ class Settings(BaseSettings):
     # Storage (used by jobs and the speaker library).
     data_dir: Path = Field(default_factory=default_data_dir)
     db_path: Path | None = None
+    # The speaker library (named voices): the same file as the CLI's unless told otherwise
+    # (SAYWHO_SPEAKERS_DB); default <data_dir>/speakers.db.
+    speakers_db: Path | None = None
     # Background jobs (POST /v1/jobs): processed, stored and resumed chunk by chunk.
     job_chunk_s: float = Field(300.0, gt=0, description="chunk length of background jobs, in seconds")
 
@@ -71,6 +86,8 @@ class Settings(BaseSettings):
     def _derived_paths(self) -> Settings:
         if self.db_path is None:
             self.db_path = self.data_dir / "saywho.db"
+        if self.speakers_db is None:
+            self.speakers_db = self.data_dir / "speakers.db"
         return self
 
     def deadline_for(self, duration_s: float) -> float:

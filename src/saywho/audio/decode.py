@@ -206,6 +206,26 @@ def probe_duration(source: str | os.PathLike[str]) -> float | None:
         container.close()
 
 
+def remux(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy the first audio stream of ``source`` into ``target`` (same codec, no
+    re-encoding; the format from ``target``'s suffix). A file written this way declares
+    its duration: MediaRecorder's WebM does not, so browsers play it as "0:00"."""
+    import av
+
+    container = _open(source)
+    try:
+        stream = container.streams.audio[0]
+        with av.open(os.fspath(target), "w") as out:
+            copy = out.add_stream_from_template(stream)
+            for packet in container.demux(stream):
+                if packet.dts is None:  # the demuxer's end-of-stream marker
+                    continue
+                packet.stream = copy
+                out.mux(packet)
+    finally:
+        container.close()
+
+
 def write_wav(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV (used by tests, benchmarks and the server)."""
     import wave

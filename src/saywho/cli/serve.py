@@ -26,7 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="require Authorization: Bearer KEY (repeatable)")
     p.add_argument("--cors-origin", dest="cors_origins", action="append", metavar="ORIGIN",
                    help="allow browser requests from ORIGIN (repeatable, * for any)")
-    p.add_argument("--data-dir", help="where jobs and the speaker library live")
+    p.add_argument("--data-dir", help="where jobs and the speaker library live "
+                   "(default: $SAYWHO_DATA_DIR or ~/.local/share/saywho, shared with the CLI)")
+    p.add_argument("--speakers-db", metavar="PATH", help="speaker library file (default: $SAYWHO_SPEAKERS_DB, "
+                   "else <data dir>/speakers.db: the file `saywho speakers` and `saywho transcribe` use)")
     p.add_argument("--wyoming-uri", metavar="URI",
                    help="also serve the Wyoming protocol for Home Assistant, e.g. tcp://0.0.0.0:10300 "
                    "(same speaker library; see docs/home-assistant.md)")
@@ -46,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {
         name: getattr(args, name)
         for name in ("host", "port", "preload", "default_model", "inference_slots", "queue_size", "api_keys",
-                     "cors_origins", "data_dir")
+                     "cors_origins", "data_dir", "speakers_db")
         if getattr(args, name, None) is not None
     }
     settings = Settings(**overrides)

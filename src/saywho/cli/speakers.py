@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--speakers-db", metavar="PATH",
-                        help="speaker library file (default: $SAYWHO_SPEAKERS_DB or <data dir>/saywho/speakers.db)")
+                        help="speaker library file "
+                        "(default: $SAYWHO_SPEAKERS_DB, else <data dir>/speakers.db, the data dir being "
+                        "$SAYWHO_DATA_DIR or ~/.local/share/saywho; `saywho serve` uses the same file)")
     commands = p.add_subparsers(dest="speakers_command", metavar="ACTION", parser_class=type(p))
 
     add = commands.add_parser(

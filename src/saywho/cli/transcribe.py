@@ -36,8 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = add_speaker_count_args(p)
     g.add_argument("--no-diarize", action="store_true", help="transcribe only, no speaker labels")
     g.add_argument("--no-identify", action="store_true", help="keep Speaker_N labels: no names from the library")
-    g.add_argument("--speakers-db", metavar="PATH", help="speaker library (default: $SAYWHO_SPEAKERS_DB or "
-                   "<data dir>/saywho/speakers.db)")
+    g.add_argument("--speakers-db", metavar="PATH", help="speaker library (default: $SAYWHO_SPEAKERS_DB, else "
+                   "<data dir>/speakers.db, the data dir being $SAYWHO_DATA_DIR or ~/.local/share/saywho; "
+                   "the server's too)")
     add_decoding_args(p)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")

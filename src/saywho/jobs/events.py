@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from saywho.errors import NotFoundError
+from saywho.jobs.partial import partial_chunks
 from saywho.jobs.store import CANCELLED, FAILED, FINISHED, Job, JobStore
 
 if TYPE_CHECKING:
@@ -226,17 +227,36 @@ async def _read(store: JobStore, job_id: str) -> JobUpdate:
         return JobDeleted(job_id)
 
 
+async def _with_partial(store: JobStore, job_id: str, events: list[JobEvent], shown: set[int]) -> list[JobEvent]:
+    fresh = set(await asyncio.to_thread(store.chunk_indices, job_id)) - shown
+    if not fresh:
+        return events
+    parts = await asyncio.to_thread(partial_chunks, store, job_id, fresh)
+    shown |= fresh
+    last = max(i for i, e in enumerate(events) if e.name == "chunk")
+    events = list(events)
+    events[last] = JobEvent("chunk", {**events[last].data, "partial": parts})
+    return events
+
+
 async def follow_job(store: JobStore, broadcaster: JobBroadcaster, job_id: str, *,
                      resync_s: float = RESYNC_S) -> AsyncIterator[JobEvent]:
     """The events of ``job_id`` until it ends: its state from ``store`` once, then what
-    the runner publishes. Leaving the iteration (a client gone) unsubscribes."""
+    the runner publishes. Leaving the iteration (a client gone) unsubscribes.
+
+    The last ``chunk`` event of a batch carries ``partial``: the lines of the chunks
+    finished since the previous one (``jobs.partial``), so a client shows the
+    transcript growing while the job runs."""
     sequence = JobEventSequence(job_id)
+    shown: set[int] = set()
     with broadcaster.subscribe(job_id) as updates:  # before reading: nothing published falls in between
         update: JobUpdate | None = await _read(store, job_id)
         while True:
             if update is None:  # quiet for resync_s
                 update = await _read(store, job_id)
             events = sequence.deleted() if isinstance(update, JobDeleted) else sequence.advance(update)
+            if events and events[-1].name != "finished" and any(e.name == "chunk" for e in events):
+                events = await _with_partial(store, job_id, events, shown)
             for event in events:
                 yield event
             if sequence.done:

@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from saywho.audio.decode import probe_duration, stream_audio
+from saywho.audio.decode import probe_duration, remux, stream_audio
 from saywho.errors import AudioDecodeError, AudioTooLongError, InvalidOptionError, PayloadTooLargeError
 from saywho.jobs.events import JobDeleted, JobEvent, follow_job
 from saywho.jobs.runner import JobRunner, Transcriber, default_transcriber
@@ -95,9 +95,9 @@ class JobService:
     def from_settings(cls, settings: Any, transcriber: Transcriber | None = None) -> JobService:
         store = JobStore(settings.db_path, Path(settings.data_dir) / "uploads")
         transcriber = transcriber or default_transcriber(
-            chunk_s=settings.job_chunk_s, cpu_threads=settings.cpu_threads, library_path=settings.db_path)
+            chunk_s=settings.job_chunk_s, cpu_threads=settings.cpu_threads, library_path=settings.speakers_db)
         return cls(store, JobRunner(store, transcriber), max_duration_s=settings.max_duration_s,
-                   max_upload_bytes=settings.max_upload_bytes, library_path=settings.db_path)
+                   max_upload_bytes=settings.max_upload_bytes, library_path=settings.speakers_db)
 
     def start(self) -> list[str]:
         return self.runner.start()
@@ -136,6 +136,8 @@ class JobService:
             folder = self.store.job_dir(job_id)
             folder.mkdir(parents=True)
             audio_path = folder / f"audio{safe_suffix(filename)}"
+            if probe_duration(upload) is None:
+                upload = with_declared_duration(upload)
             size = upload.stat().st_size
             upload.replace(audio_path)
         except BaseException:
@@ -162,14 +164,40 @@ class JobService:
         """The job's events, live (``jobs.events.follow_job``); consume on the event loop."""
         return follow_job(self.store, self.events, job_id)
 
+    def correct(self, job_id: str, edit: dict[str, Any]) -> dict[str, Any]:
+        """Merge speakers, move a line or words, split a line (``jobs.corrections``);
+        every export, rename and enrolment of the job then sees the corrected speakers."""
+        return self.store.correct(job_id, edit)
+
+    def undo(self, job_id: str) -> dict[str, Any] | None:
+        """Forget the job's last correction; returns it (None when there was none)."""
+        return self.store.undo_correction(job_id)
+
     def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False) -> Speaker | None:
         """Show ``label`` as ``name`` in every export of the job (None forgets the name).
         With ``enrol``, the voice also joins the speaker library; returns that speaker."""
         self.store.rename(job_id, label, name or None)
         if not (enrol and name):
             return None
-        return enrol_from_transcript(self.library_path, self.store.raw_result(job_id), label, name,
+        return enrol_from_transcript(self.library_path, self.store.corrected_result(job_id), label, name,
                                      source=f"job {job_id}#{label}")
+
+
+def with_declared_duration(upload: Path) -> Path:
+    """A copy of ``upload`` that declares its duration (the same audio, remuxed), so a
+    player shows its length and can seek; ``upload`` itself when that fails. A
+    recording made in the browser (MediaRecorder's WebM) needs this."""
+    fixed = upload.with_name(f"{upload.stem}.remuxed{upload.suffix}")
+    try:
+        remux(upload, fixed)
+        if probe_duration(fixed) is None:
+            raise AudioDecodeError("still no duration")
+    except Exception as exc:  # best effort: the original still transcribes
+        logger.info("could not give %s a duration (%s); keeping it as it came", upload.name, exc)
+        fixed.unlink(missing_ok=True)
+        return upload
+    upload.unlink(missing_ok=True)
+    return fixed
 
 
 def safe_suffix(filename: str) -> str:

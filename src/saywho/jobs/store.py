@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from saywho import db, serialize
 from saywho.errors import InvalidOptionError, NotFoundError, SaywhoError
 from saywho.formats import transcript_from_dict
+from saywho.jobs import corrections
 from saywho.types import SpeakerCount, TranscribeOptions, Transcript
 
 if TYPE_CHECKING:
@@ -74,6 +75,16 @@ MIGRATIONS: list[db.Migration] = [
         # the long-form chunk plan (what the stored chunk results belong to)
         "ALTER TABLE jobs ADD COLUMN plan_key TEXT",
         "ALTER TABLE jobs ADD COLUMN plan TEXT",
+    ),
+    (
+        # v3: corrections to a finished job's speakers, replayed in order (jobs/corrections.py)
+        """CREATE TABLE job_corrections (
+            job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            edit TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (job_id, seq)
+        )""",
     ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -359,7 +370,7 @@ class JobStore:
 
     def rename(self, job_id: str, label: str, name: str | None) -> None:
         """Name a speaker of a finished job (``None`` or blank: forget the name)."""
-        transcript = self.raw_result(job_id)
+        transcript = self.corrected_result(job_id)
         if label not in {s.label for s in transcript.speakers}:
             raise NotFoundError(f"job '{job_id}' has no speaker '{label}'", param="label")
         name = (name or "").strip()
@@ -383,9 +394,44 @@ class JobStore:
                                       param="job_id")
         return _load_transcript(json.loads(row["result"]))
 
+    def corrected_result(self, job_id: str) -> Transcript:
+        """The pipeline's transcript with this job's corrections replayed (no names)."""
+        return corrections.apply_corrections(self.raw_result(job_id), self.corrections(job_id))
+
     def result(self, job_id: str) -> Transcript:
-        """The transcript with this job's speaker names applied (what every export shows)."""
-        return apply_names(self.raw_result(job_id), self.names(job_id))
+        """The corrected transcript with this job's speaker names (what every export shows)."""
+        return apply_names(self.corrected_result(job_id), self.names(job_id))
+
+    # -- corrections ---------------------------------------------------------------
+
+    def corrections(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's corrections, oldest first (each as ``corrections.validate`` made it)."""
+        with self._conn() as conn:
+            return [json.loads(r[0]) for r in conn.execute(
+                "SELECT edit FROM job_corrections WHERE job_id = ? ORDER BY seq", (job_id,))]
+
+    def correct(self, job_id: str, edit: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``edit`` against the corrected transcript and keep it; returns it canonical."""
+        raw, done = self.raw_result(job_id), self.corrections(job_id)
+        taken = [s.label for s in raw.speakers] + [str(e.get("target")) for e in done]
+        canonical = corrections.validate(corrections.apply_corrections(raw, done), edit, taken=taken)
+        with self._conn() as conn, db.transaction(conn):
+            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_corrections WHERE job_id = ?",
+                               (job_id,)).fetchone()[0]
+            conn.execute("INSERT INTO job_corrections (job_id, seq, edit, created_at) VALUES (?, ?, ?, ?)",
+                         (job_id, seq, json.dumps(canonical), time.time()))
+        return canonical
+
+    def undo_correction(self, job_id: str) -> dict[str, Any] | None:
+        """Forget the last correction; returns it (None when there was none)."""
+        self.get(job_id)
+        with self._conn() as conn, db.transaction(conn):
+            row = conn.execute("SELECT seq, edit FROM job_corrections WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+                               (job_id,)).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM job_corrections WHERE job_id = ? AND seq = ?", (job_id, row[0]))
+        return json.loads(row[1])
 
 
 class JobNotFinishedError(SaywhoError):

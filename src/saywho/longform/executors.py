@@ -135,7 +135,10 @@ class RayExecutor:
         self._ray = ray
         self._owns = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            # Ray's own log records go to the root logger (the CLI writes them above its
+            # progress bar); its workers' output stays in Ray's log files.
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "configure_logging": False}
             if address != "local":
                 kwargs["address"] = address
             try:

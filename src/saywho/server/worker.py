@@ -132,7 +132,7 @@ class Worker:
             payload["options"],
             hook=ProgressScale(on_progress),
             manager=self.manager,
-            identifier=_identifier(known) if known else library_identifier(getattr(self.settings, "db_path", None)) if getattr(self.settings, "db_path", None) else None,
+            identifier=_identifier(known) if known else library_identifier(getattr(self.settings, "speakers_db", None)) if getattr(self.settings, "speakers_db", None) else None,
             on_segment=on_segment if payload.get("stream") else None,
         )
 

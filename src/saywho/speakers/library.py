@@ -2,11 +2,12 @@
 
 Each speaker has a name (unique, case-insensitive), one or more enrolment
 fingerprints (CAM++, 192 float32 values, with where each came from) and timestamps.
-The library lives in its own file by default (``$SAYWHO_SPEAKERS_DB`` or
-``<user data dir>/saywho/speakers.db``) or, when the server runs, in the server's
-database: every table it owns starts with ``speaker``, and its schema version is kept
-in its own ``speaker_schema`` table (not ``PRAGMA user_version``, which belongs to
-whoever owns the file).
+The library lives in its own file, the same for the CLI and the server by default
+(``$SAYWHO_SPEAKERS_DB``, else ``<data dir>/speakers.db`` with the data dir
+``$SAYWHO_DATA_DIR`` or ``~/.local/share/saywho``). It may share a file with other
+tables: every table it owns starts with ``speaker``, and its schema version is kept in
+its own ``speaker_schema`` table (not ``PRAGMA user_version``, which belongs to whoever
+owns the file).
 
 Every call opens its own short-lived connection (WAL, busy timeout, writes in
 ``BEGIN IMMEDIATE``), so one ``SpeakerLibrary`` may be shared across threads, and
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sqlite3
 import uuid
 from dataclasses import dataclass
@@ -29,11 +29,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from saywho.errors import SpeakerLibraryError, SpeakerNotFoundError
+from saywho.settings import default_speakers_db
 from saywho.speakers.export import EXPORT_FORMAT, EXPORT_VERSION, check_name, parse_export, unit_vectors
 from saywho.speakers.identify import EMBEDDING_DIM, EMBEDDING_MODEL, assign_names
 
 if TYPE_CHECKING:
     import builtins
+    import os
     from collections.abc import Iterator, Mapping, Sequence
 
     from saywho.types import Diarization
@@ -66,15 +68,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def default_path() -> Path:
-    """``$SAYWHO_SPEAKERS_DB``, else ``<user data dir>/saywho/speakers.db``."""
-    env = os.environ.get("SAYWHO_SPEAKERS_DB")
-    if env:
-        return Path(env).expanduser()
-    if os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "saywho" / "speakers.db"
+    """``$SAYWHO_SPEAKERS_DB``, else ``<data dir>/speakers.db``: the file the server uses
+    too (``settings.default_speakers_db``), so a voice enrolled by either is known to both."""
+    return default_speakers_db()
 
 
 def _now() -> str:

@@ -5,7 +5,9 @@
 the state; ``/events`` streams progress as server-sent events; ``/result?format=``
 renders the transcript with the job's speaker names; ``/audio`` serves the upload
 (range requests); ``PUT /speakers/{label}`` names a speaker (optionally enrolling the
-voice in the library); ``DELETE`` cancels and removes. The work is in ``saywho.jobs``;
+voice in the library); ``/corrections`` merges speakers, moves a line or words to
+another speaker, splits a line (``DELETE /corrections/last`` undoes); ``DELETE``
+cancels and removes. The work is in ``saywho.jobs``;
 the event stream's framing in ``saywho.server.streams``.
 """
 
@@ -143,3 +145,31 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
                                        enrol=bool(body.get("enrol")))
     return {"job_id": job_id, "label": label, "name": name or None,
             "enrolled": None if enrolled is None else enrolled.to_dict()}
+
+
+@router.get("/v1/jobs/{job_id}/corrections", summary="The corrections made to this job's speakers, oldest first")
+def list_corrections(request: Request, job_id: str) -> dict[str, Any]:
+    jobs = jobs_of(request)
+    jobs.store.get(job_id)
+    return {"object": "list", "data": jobs.store.corrections(job_id)}
+
+
+@router.post("/v1/jobs/{job_id}/corrections", summary="Merge two speakers, move a line (or words), split a line")
+async def add_correction(request: Request, job_id: str) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidOptionError('send JSON, e.g. {"op": "merge", "source": "Speaker_1", "target": "Speaker_0"}',
+                                 param="op") from None
+    if not isinstance(body, dict):
+        raise InvalidOptionError("a correction is a JSON object with an 'op'", param="op")
+    jobs = jobs_of(request)
+    edit = await asyncio.to_thread(jobs.correct, job_id, body)
+    return {"job_id": job_id, "correction": edit, "corrections": len(jobs.store.corrections(job_id))}
+
+
+@router.delete("/v1/jobs/{job_id}/corrections/last", summary="Undo the last correction")
+async def undo_correction(request: Request, job_id: str) -> dict[str, Any]:
+    jobs = jobs_of(request)
+    undone = await asyncio.to_thread(jobs.undo, job_id)
+    return {"job_id": job_id, "undone": undone, "corrections": len(jobs.store.corrections(job_id))}

@@ -5,7 +5,7 @@ one or more ``file``, optional ``start``/``end`` seconds, ``merge``) or JSON
 ``{"name", "transcript_json", "label", "merge"}`` (a saywho JSON result and the label
 to learn, e.g. after renaming a speaker in the dashboard); ``GET/PATCH/DELETE
 /v1/speakers/{id}`` read, rename (``{"name": ...}``) and forget one speaker. The
-library lives in the server's database (``settings.db_path``).
+library is ``settings.speakers_db`` (the CLI's default file too).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ router = APIRouter(tags=["speakers"])
 
 
 def library_of(request: Request) -> SpeakerLibrary:
-    return SpeakerLibrary(settings_of(request).db_path)
+    return SpeakerLibrary(settings_of(request).speakers_db)
 
 
 def _bool(value: Any, param: str) -> bool:

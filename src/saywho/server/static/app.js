@@ -1,28 +1,40 @@
 // saywho dashboard: plain JavaScript, no build step, no CDN. Talks to /v1/jobs only.
+// app.js: API, upload and recording, the job list, one job (progress, partial transcript,
+// result); timeline.js draws the timeline; edit.js renames and corrects speakers.
 "use strict";
 
 const FORMATS = [
   ["srt", "SRT"], ["vtt", "WebVTT"], ["txt", "Text"], ["json", "JSON"],
   ["diarized_json", "Diarized JSON"], ["rttm", "RTTM"],
 ];
-const COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22"];
+// 20 colours chosen to stay apart (Kelly's and Tableau's distinct sets, dark enough for
+// white digits); beyond them, hues spread by the golden angle. Colour is never the only
+// cue: every speaker also carries its number (swatch, timeline row, transcript line).
+const COLOURS = ["#1f5fa8", "#c62828", "#2e7d32", "#6a3d9a", "#b35900", "#00838f", "#8c564b", "#ad1457",
+  "#546e7a", "#6b6b00", "#283593", "#bf360c", "#00695c", "#9c27b0", "#4e342e", "#0277bd", "#827717",
+  "#5d4037", "#c2185b", "#33691e"];
 const TERMINAL = new Set(["finished", "failed", "cancelled"]);
+const STEP_NAMES = {
+  plan: "reading the audio", decode: "reading the audio", asr: "transcribing", segmentation: "finding voices",
+  embeddings: "telling voices apart", clustering: "matching speakers", assign: "matching words to speakers",
+  chunks: "transcribing", stitch: "matching speakers across parts", done: "done",
+};
 
 const state = {
   jobId: null, job: null, transcript: null, events: null, poller: null,
-  pxPerSecond: null, lastJobId: null, recorder: null,
+  pxPerSecond: null, lastJobId: null, recorder: null, corrections: 0, eta: null, announced: "",
 };
 
 const $ = (sel) => document.querySelector(sel);
 const el = (tag, attrs = {}, ...children) => {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
     if (k === "class") node.className = v;
     else if (k === "style") Object.assign(node.style, v);
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (k === "dataset") Object.assign(node.dataset, v);
-    else node.setAttribute(k, v);
+    else node.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children) if (c !== null && c !== undefined) node.append(c);
   return node;
@@ -50,24 +62,55 @@ async function api(path, options = {}) {
   return response;
 }
 
+async function postJSON(path, body, method = "POST") {
+  return (await api(path, { method, headers: { "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body) })).json();
+}
+
 // ---------------------------------------------------------------- formatting
 
-function clock(seconds) {
+function clock(seconds, decimals = 1) {
   const t = Math.max(0, seconds);
   const h = Math.floor(t / 3600), m = Math.floor((t % 3600) / 60), s = t % 60;
-  const ss = s.toFixed(1).padStart(4, "0");
+  const ss = decimals ? s.toFixed(decimals).padStart(3 + decimals, "0") : String(Math.floor(s)).padStart(2, "0");
   return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
-function colourOf(label) {
+function spoken(seconds) {
+  const t = Math.round(seconds);
+  if (t < 60) return `${t} s`;
+  const m = Math.floor(t / 60);
+  return m < 60 ? `${m} min ${t % 60} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+function speakerIndex(label) {
   const speakers = state.transcript ? state.transcript.speakers : [];
   const i = speakers.findIndex((s) => s.label === label);
-  return COLOURS[(i < 0 ? 0 : i) % COLOURS.length];
+  return i < 0 ? 0 : i;
 }
+
+function paletteColour(i) {
+  if (i < COLOURS.length) return COLOURS[i];
+  return `hsl(${Math.round((i * 137.508) % 360)}, 60%, ${i % 2 ? 28 : 34}%)`;
+}
+
+function colourOf(label) { return paletteColour(speakerIndex(label)); }
 
 function displayOf(label) {
   const s = (state.transcript ? state.transcript.speakers : []).find((x) => x.label === label);
   return s ? (s.display || s.label) : (label || "—");
+}
+
+function swatch(label) {
+  return el("span", { class: "swatch", "aria-hidden": "true", style: { background: colourOf(label) } },
+    String(speakerIndex(label) + 1));
+}
+
+function announce(message) {
+  // The polite live region: progress steps, corrections, renames.
+  const live = $("#progress-live");
+  live.textContent = "";
+  setTimeout(() => { live.textContent = message; }, 30);
 }
 
 // ---------------------------------------------------------------- upload & record
@@ -89,12 +132,12 @@ async function upload(file) {
   if (language) form.append("language", language);
   try {
     const job = await (await api("/v1/jobs", { method: "POST", body: form })).json();
-    $("#upload-status").textContent = "";
+    $("#upload-status").textContent = `Started a job for ${file.name}.`;
     await refreshJobs();
-    selectJob(job.id);
+    selectJob(job.id, { focus: false });
   } catch (error) {
     $("#upload-status").textContent = "";
-    showUploadError(`Could not start a job for ${file.name}: ${error.message}`);
+    showUploadError(`Could not start a job: ${error.message}`);
   }
 }
 
@@ -135,28 +178,37 @@ async function toggleRecording() {
   const recorder = new MediaRecorder(stream);
   const parts = [];
   const started = Date.now();
-  const timer = setInterval(() => { $("#record-time").textContent = clock((Date.now() - started) / 1000); }, 200);
+  const timer = setInterval(() => { $("#record-time").textContent = clock((Date.now() - started) / 1000, 0); }, 250);
   recorder.ondataavailable = (e) => { if (e.data.size) parts.push(e.data); };
   recorder.onstop = () => {
     clearInterval(timer);
     stream.getTracks().forEach((t) => t.stop());
     state.recorder = null;
     button.textContent = "● Record";
+    button.setAttribute("aria-pressed", "false");
     button.classList.remove("recording");
     $("#record-time").hidden = true;
     const type = recorder.mimeType || "audio/webm";
     const ext = type.includes("ogg") ? "ogg" : type.includes("mp4") ? "m4a" : "webm";
     const stamp = new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-");
-    upload(new File(parts, `recording-${stamp}.${ext}`, { type }));
+    upload(new File(parts, `recording-${stamp}.${ext}`, { type: type.split(";")[0] }));
   };
   state.recorder = recorder;
   recorder.start(1000);
-  button.textContent = "■ Stop";
+  button.textContent = "■ Stop recording";
+  button.setAttribute("aria-pressed", "true");
   button.classList.add("recording");
+  $("#record-time").textContent = "0:00";
   $("#record-time").hidden = false;
 }
 
 // ---------------------------------------------------------------- job list
+
+function jobMeta(job) {
+  const percent = job.status === "finished" ? 100 : job.progress;
+  return `${job.status} · ${job.duration ? clock(job.duration, 0) : "length unknown"}`
+    + (TERMINAL.has(job.status) ? "" : ` · ${Math.floor(percent)}%`);
+}
 
 async function refreshJobs() {
   let page;
@@ -168,18 +220,22 @@ async function refreshJobs() {
   }
   $("#server-state").textContent = "";
   const list = $("#jobs");
+  const focused = document.activeElement && document.activeElement.closest("#jobs .job-item");
+  const focusedId = focused ? focused.dataset.id : null;
   list.replaceChildren();
   if (!page.data.length) list.append(el("li", { class: "muted empty" }, "No jobs yet."));
   for (const job of page.data) {
     const percent = job.status === "finished" ? 100 : job.progress;
-    const item = el("li", { class: `job-item${job.id === state.jobId ? " selected" : ""}`, dataset: { id: job.id },
-      onclick: () => selectJob(job.id) },
-      el("span", { class: "name", title: job.filename }, job.filename),
-      el("span", { class: "meta" }, `${job.status} · ${job.duration ? clock(job.duration) : "?"}`
-        + (job.status === "running" ? ` · ${Math.floor(percent)}%` : "")),
-      el("div", { class: "mini" }, el("div", { style: { width: `${percent}%` } })));
-    list.append(item);
+    const button = el("button", {
+      type: "button", class: `job-item${job.id === state.jobId ? " selected" : ""}`, dataset: { id: job.id },
+      "aria-current": job.id === state.jobId ? "true" : null, onclick: () => selectJob(job.id),
+    },
+    el("span", { class: "name", title: job.filename }, job.filename),
+    el("span", { class: "meta" }, jobMeta(job)),
+    el("span", { class: "mini", "aria-hidden": "true" }, el("span", { style: { width: `${percent}%` } })));
+    list.append(el("li", {}, button));
   }
+  if (focusedId) { const again = list.querySelector(`[data-id="${focusedId}"]`); if (again) again.focus(); }
   const active = page.data.some((j) => !TERMINAL.has(j.status));
   clearTimeout(state.poller);
   state.poller = setTimeout(refreshJobs, active ? 2000 : 10000);
@@ -191,21 +247,40 @@ function closeEvents() {
   if (state.events) { state.events.close(); state.events = null; }
 }
 
+function timeLeft(percent, job) {
+  // From the rate since the job started (the CLI's bar does the same).
+  if (!job || !job.started_at || percent < 3 || percent >= 100) return null;
+  const elapsed = Date.now() / 1000 - job.started_at;
+  return elapsed > 2 ? elapsed * (100 - percent) / percent : null;
+}
+
 function setProgress(percent, job) {
   const p = Math.max(0, Math.min(100, percent));
   $("#progress-fill").style.width = `${p}%`;
-  const chunks = job && job.chunks && job.chunks.total ? ` · chunk ${job.chunks.completed}/${job.chunks.total}` : "";
-  $("#progress-text").textContent = `${Math.floor(p)}%${chunks}`;
+  const parts = [`${Math.floor(p)}%`];
+  const running = job && !TERMINAL.has(job.status) && p < 100;
+  if (running && job.step && STEP_NAMES[job.step]) parts.push(STEP_NAMES[job.step]);
+  if (job && job.chunks && job.chunks.total > 1) parts.push(`part ${Math.min(job.chunks.completed + (running ? 1 : 0),
+    job.chunks.total)} of ${job.chunks.total}`);
+  const left = running ? timeLeft(p, job) : null;
+  if (left !== null) parts.push(`about ${spoken(left)} left`);
+  const text = parts.join(" · ");
+  $("#progress-text").textContent = text;
   $("#progress-text").dataset.percent = String(p);
+  $("#progress-bar").setAttribute("aria-valuenow", String(Math.floor(p)));
+  $("#progress-bar").setAttribute("aria-valuetext", text);
+  // Announce the step and every quarter, not every percent.
+  const said = `${running ? STEP_NAMES[job.step] || "" : ""} ${Math.floor(p / 25) * 25}`;
+  if (running && said !== state.announced) { state.announced = said; announce(`${text}`); }
 }
 
 function setStatus(status) {
   const badge = $("#job-status");
   badge.textContent = status;
   badge.className = `badge ${status}`;
-  document.querySelectorAll(".job-item").forEach((item) => {
-    if (item.dataset.id === state.jobId) item.querySelector(".meta").textContent = status;
-  });
+  if (state.job) state.job.status = status;
+  const item = document.querySelector(`.job-item[data-id="${state.jobId}"] .meta`);
+  if (item && state.job) item.textContent = jobMeta(state.job);
 }
 
 function showJobError(error) {
@@ -214,15 +289,21 @@ function showJobError(error) {
   box.textContent = error ? `This job failed: ${error.message || error}` : "";
 }
 
-async function selectJob(id) {
+async function selectJob(id, { focus = true } = {}) {
   closeEvents();
   state.jobId = id;
   state.transcript = null;
+  state.announced = "";
   if (location.hash !== `#${id}`) history.replaceState(null, "", `#${id}`);
-  document.querySelectorAll(".job-item").forEach((i) => i.classList.toggle("selected", i.dataset.id === id));
+  document.querySelectorAll(".job-item").forEach((i) => {
+    i.classList.toggle("selected", i.dataset.id === id);
+    if (i.dataset.id === id) i.setAttribute("aria-current", "true"); else i.removeAttribute("aria-current");
+  });
   $("#welcome").hidden = true;
   $("#job-view").hidden = false;
   $("#result").hidden = true;
+  $("#partial").hidden = true;
+  $("#partial-lines").replaceChildren();
   showJobError(null);
   let job;
   try {
@@ -235,9 +316,34 @@ async function selectJob(id) {
   $("#job-title").textContent = job.filename;
   setStatus(job.status);
   setProgress(job.status === "finished" ? 100 : job.progress, job);
+  loadAudio(id);  // playable at once: the audio is on the server from the start
+  if (focus && document.activeElement && document.activeElement.closest("#jobs")) {
+    // keep the keyboard where it was; screen readers hear the job through the live region
+    announce(`${job.filename}: ${job.status}`);
+  }
   if (job.status === "finished") return loadResult(id);
   if (job.status === "failed") return showJobError(job.error);
   if (!TERMINAL.has(job.status)) follow(id);
+}
+
+function showPartial(chunks) {
+  if (!chunks || !chunks.length) return;
+  const list = $("#partial-lines");
+  $("#partial").hidden = false;
+  for (const chunk of chunks) {
+    if (list.querySelector(`[data-chunk="${chunk.index}"]`)) continue;
+    const items = chunk.lines.map((line) => el("li", {
+      class: "line provisional", dataset: { chunk: chunk.index, start: line.start, end: line.end },
+    },
+    el("button", { type: "button", class: "ts", "aria-label": `Play from ${clock(line.start)}`,
+      onclick: () => seek(line.start) }, clock(line.start)),
+    el("span", { class: "who" }, `part ${chunk.index + 1} · ${line.speaker || "?"}`),
+    el("span", { class: "text" }, line.text)));
+    if (!items.length) items.push(el("li", { class: "line provisional muted", dataset: { chunk: chunk.index } },
+      `${clock(chunk.start, 0)}–${clock(chunk.end, 0)}: no speech`));
+    const after = [...list.children].find((x) => Number(x.dataset.chunk) > chunk.index);
+    items.forEach((item) => list.insertBefore(item, after || null));
+  }
 }
 
 function follow(id) {
@@ -248,7 +354,8 @@ function follow(id) {
   events.addEventListener("progress", (e) => {
     if (state.jobId !== id) return;
     const d = data(e);
-    state.job = Object.assign({}, state.job, { chunks: d.chunks });
+    state.job = Object.assign({}, state.job, { chunks: d.chunks, step: d.step, status: d.status,
+      started_at: state.job.started_at || Date.now() / 1000 });
     setStatus(d.status);
     setProgress(d.progress, state.job);
   });
@@ -257,12 +364,14 @@ function follow(id) {
     const d = data(e);
     state.job = Object.assign({}, state.job, { chunks: { completed: d.completed, total: d.total } });
     setProgress(Number($("#progress-text").dataset.percent || 0), state.job);
+    showPartial(d.partial);
   });
   events.addEventListener("finished", () => {
     closeEvents();
     if (state.jobId !== id) return;
     setStatus("finished");
     setProgress(100, state.job);
+    announce("The transcript is ready.");
     loadResult(id);
     refreshJobs();
   });
@@ -280,6 +389,7 @@ async function poll(id) {
   while (state.jobId === id) {
     let job;
     try { job = await (await api(`/v1/jobs/${id}`)).json(); } catch (error) { showJobError(error); return; }
+    state.job = job;
     setStatus(job.status);
     setProgress(job.status === "finished" ? 100 : job.progress, job);
     if (job.status === "finished") return loadResult(id);
@@ -289,14 +399,18 @@ async function poll(id) {
   }
 }
 
-async function loadResult(id) {
-  const transcript = await (await api(`/v1/jobs/${id}/result?format=json`)).json();
+async function loadResult(id, { keepZoom = false } = {}) {
+  const [transcript, corrections] = await Promise.all([
+    api(`/v1/jobs/${id}/result?format=json`).then((r) => r.json()),
+    api(`/v1/jobs/${id}/corrections`).then((r) => r.json()),
+  ]);
   if (state.jobId !== id) return;
   state.transcript = transcript;
+  state.corrections = corrections.data.length;
+  $("#partial").hidden = true;
   $("#result").hidden = false;
-  loadAudio(id);
   renderSpeakers();
-  state.pxPerSecond = null;
+  if (!keepZoom) state.pxPerSecond = null;
   renderTimeline();
   renderTranscript();
   renderDownloads(id);
@@ -314,144 +428,7 @@ async function loadAudio(id) {
   }
 }
 
-// ---------------------------------------------------------------- speakers
-
-function renderSpeakers() {
-  const list = $("#speakers");
-  list.replaceChildren();
-  for (const s of state.transcript.speakers) {
-    const name = el("span", { class: "name", title: `${s.label}: click to rename`, tabindex: "0" }, s.display);
-    const item = el("li", { class: "speaker", dataset: { label: s.label } },
-      el("span", { class: "swatch", style: { background: colourOf(s.label) } }), name,
-      el("span", { class: "talk" }, clock(s.speech_s || 0)));
-    const edit = () => startRename(item, s);
-    name.addEventListener("click", edit);
-    name.addEventListener("keydown", (e) => { if (e.key === "Enter") edit(); });
-    list.append(item);
-  }
-}
-
-function startRename(item, speaker) {
-  if (item.querySelector("input")) return;
-  const input = el("input", { type: "text", value: speaker.name || "", placeholder: speaker.label,
-    "aria-label": `Name for ${speaker.label}` });
-  const remember = el("input", { type: "checkbox" });
-  const form = el("form", { class: "rename" }, input, " ",
-    el("label", { title: "Also add this voice to the speaker library" }, remember, " remember voice"));
-  const name = item.querySelector(".name");
-  name.hidden = true;
-  name.after(form);
-  input.focus();
-  input.select();
-  let done = false;
-  const finish = async (save) => {
-    if (done) return;
-    done = true;
-    if (save) {
-      try {
-        await api(`/v1/jobs/${state.jobId}/speakers/${encodeURIComponent(speaker.label)}`, {
-          method: "PUT", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ name: input.value.trim(), enrol: remember.checked }),
-        });
-        return loadResult(state.jobId);
-      } catch (error) {
-        showJobError({ message: `could not rename ${speaker.label}: ${error.message}` });
-      }
-    }
-    form.remove();
-    name.hidden = false;
-  };
-  form.addEventListener("submit", (e) => { e.preventDefault(); finish(true); });
-  input.addEventListener("keydown", (e) => { if (e.key === "Escape") finish(false); });
-  form.addEventListener("focusout", () => setTimeout(() => {
-    if (!form.contains(document.activeElement)) finish(input.value.trim() !== (speaker.name || ""));
-  }, 0));
-}
-
-// ---------------------------------------------------------------- timeline
-
-function timelineTurns() {
-  const t = state.transcript;
-  if (t.diarization && t.diarization.turns.length) return t.diarization.turns;
-  return t.segments.filter((s) => s.speaker).map((s) => ({ start: s.start, end: s.end, speaker: s.speaker }));
-}
-
-function renderTimeline() {
-  const box = $("#timeline");
-  const duration = Math.max(state.transcript.duration, 0.1);
-  if (!state.pxPerSecond) state.pxPerSecond = Math.max(1, (box.clientWidth - 4) / duration);
-  const width = Math.ceil(duration * state.pxPerSecond);
-  const canvas = el("div", { class: "canvas", style: { width: `${width}px` } });
-  const ruler = el("div", { class: "ruler" });
-  const step = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600]
-    .find((s) => s * state.pxPerSecond >= 70) || 3600;
-  for (let t = 0; t <= duration; t += step) {
-    ruler.append(el("span", { class: "tick", style: { left: `${t * state.pxPerSecond}px` } }, clock(t)));
-  }
-  canvas.append(ruler);
-  const turns = timelineTurns();
-  for (const s of state.transcript.speakers) {
-    const row = el("div", { class: "row", dataset: { label: s.label } },
-      el("span", { class: "row-label", style: { color: colourOf(s.label) } }, s.display));
-    for (const turn of turns.filter((x) => x.speaker === s.label)) {
-      row.append(el("div", {
-        class: "turn", title: `${s.display} ${clock(turn.start)}–${clock(turn.end)}`,
-        dataset: { start: turn.start, speaker: s.label },
-        style: { left: `${turn.start * state.pxPerSecond}px`,
-          width: `${Math.max(2, (turn.end - turn.start) * state.pxPerSecond)}px`, background: colourOf(s.label) },
-        onclick: () => seek(turn.start),
-      }));
-    }
-    canvas.append(row);
-  }
-  canvas.append(el("div", { class: "playhead", id: "playhead" }));
-  box.replaceChildren(canvas);
-  box.dataset.pxPerSecond = String(state.pxPerSecond);
-  movePlayhead();
-}
-
-function zoom(factor) {
-  const box = $("#timeline");
-  const centre = (box.scrollLeft + box.clientWidth / 2) / state.pxPerSecond;
-  state.pxPerSecond = Math.min(400, Math.max(0.05, state.pxPerSecond * factor));
-  renderTimeline();
-  box.scrollLeft = centre * state.pxPerSecond - box.clientWidth / 2;
-}
-
-function setupZoom() {
-  $("#zoom-in").addEventListener("click", () => zoom(2));
-  $("#zoom-out").addEventListener("click", () => zoom(0.5));
-  $("#zoom-fit").addEventListener("click", () => { state.pxPerSecond = null; renderTimeline(); });
-  $("#timeline").addEventListener("wheel", (e) => {
-    if (!e.ctrlKey && !e.metaKey) return;
-    e.preventDefault();
-    zoom(e.deltaY < 0 ? 1.25 : 0.8);
-  }, { passive: false });
-}
-
-function movePlayhead() {
-  const head = $("#playhead");
-  if (head && state.pxPerSecond) head.style.left = `${$("#player").currentTime * state.pxPerSecond}px`;
-}
-
-// ---------------------------------------------------------------- transcript & player
-
-function renderTranscript() {
-  const box = $("#transcript");
-  box.replaceChildren();
-  for (const seg of state.transcript.segments) {
-    box.append(el("div", {
-      class: "line", dataset: { start: seg.start, end: seg.end, speaker: seg.speaker || "" },
-      style: { borderLeftColor: seg.speaker ? colourOf(seg.speaker) : "transparent" },
-      onclick: () => seek(seg.start),
-    },
-    el("span", { class: "ts" }, clock(seg.start)),
-    el("span", { class: "who", style: { color: seg.speaker ? colourOf(seg.speaker) : "inherit" } },
-      seg.speaker ? displayOf(seg.speaker) : ""),
-    el("span", { class: "text" }, seg.text.trim())));
-  }
-  highlight();
-}
+// ---------------------------------------------------------------- player
 
 function seek(seconds) {
   const player = $("#player");
@@ -469,7 +446,10 @@ function highlight() {
     line.classList.toggle("active", on);
     if (on) active = line;
   });
-  if (active && !$("#player").paused) active.scrollIntoView({ block: "nearest" });
+  const box = $("#transcript");
+  if (active && !$("#player").paused && !box.contains(document.activeElement)) {
+    active.scrollIntoView({ block: "nearest" });
+  }
 }
 
 function renderDownloads(id) {
@@ -481,8 +461,8 @@ function renderDownloads(id) {
 
 function setupPlayer() {
   const player = $("#player");
-  player.addEventListener("timeupdate", () => { highlight(); movePlayhead(); });
-  player.addEventListener("seeked", () => { highlight(); movePlayhead(); });
+  player.addEventListener("timeupdate", () => { highlight(); movePlayhead(); followPlayhead(); });
+  player.addEventListener("seeked", () => { highlight(); movePlayhead(); followPlayhead(); });
 }
 
 async function deleteJob() {
@@ -492,10 +472,12 @@ async function deleteJob() {
   try { await api(`/v1/jobs/${id}`, { method: "DELETE" }); } catch (error) { showJobError(error); return; }
   state.jobId = null;
   state.lastJobId = null;
+  $("#player").removeAttribute("src");
   $("#job-view").hidden = true;
   $("#welcome").hidden = false;
   history.replaceState(null, "", location.pathname);
-  refreshJobs();
+  await refreshJobs();
+  $("#file-input").focus();
 }
 
 // ---------------------------------------------------------------- start
@@ -504,9 +486,10 @@ window.addEventListener("DOMContentLoaded", async () => {
   setupDrop();
   setupZoom();
   setupPlayer();
+  setupEditing();
   $("#delete-job").addEventListener("click", deleteJob);
   await refreshJobs();
   const fromHash = location.hash.slice(1);
-  if (fromHash) selectJob(fromHash);
+  if (fromHash && fromHash !== "job-view") selectJob(fromHash, { focus: false });
 });
 window.saywho = { state, selectJob, refreshJobs };

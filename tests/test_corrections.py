@@ -1,0 +1,208 @@
+"""Corrections to a job's speakers (merge, move a line or words, split, undo) through the
+HTTP API, and what follows them: every export, renames, enrolment in the library. Also
+the partial transcript of a running job's events and recorded WebM getting a duration."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from saywho.jobs import corrections
+from saywho.settings import Settings
+
+from .jobs_fakes import DEFAULT_LINES, ScriptedTranscriber, transcript_from_lines, write_tone_wav
+
+fastapi_testclient = pytest.importorskip("fastapi.testclient")
+
+
+class _NoInference:
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+
+def make_client(settings: Settings, transcriber):
+    from saywho.server.app import create_app
+
+    app = create_app(settings, inference=_NoInference())
+    app.state.jobs.runner.transcriber = transcriber
+    app.state.jobs.runner.progress_interval_s = 0
+    return fastapi_testclient.TestClient(app)
+
+
+def finished_job(client, tmp_path, name="meeting.wav"):
+    path = tmp_path / name
+    write_tone_wav(path, 20.0)
+    with open(path, "rb") as f:
+        job = client.post("/v1/jobs", files={"file": (name, f, "audio/wav")}).json()
+    deadline = time.monotonic() + 30
+    while client.get(f"/v1/jobs/{job['id']}").json()["status"] != "finished":
+        assert time.monotonic() < deadline, "the job did not finish"
+        time.sleep(0.05)
+    return job["id"]
+
+
+@pytest.fixture
+def client(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data", db_path=tmp_path / "data" / "server.db")
+    with make_client(settings, ScriptedTranscriber(delay_s=0)) as c:
+        yield c
+
+
+def result(client, job_id, fmt="json"):
+    r = client.get(f"/v1/jobs/{job_id}/result", params={"format": fmt})
+    assert r.status_code == 200, r.text
+    return r.json() if fmt.endswith("json") else r.text
+
+
+def test_merge_two_speakers_every_export_follows_and_undo_restores(client, tmp_path) -> None:
+    job_id = finished_job(client, tmp_path)
+    before = result(client, job_id)
+    assert [s["label"] for s in before["speakers"]] == ["Speaker_0", "Speaker_1", "Speaker_2"]
+    r = client.post(f"/v1/jobs/{job_id}/corrections", json={"op": "merge", "source": "Speaker_2",
+                                                            "target": "Speaker_0"})
+    assert r.status_code == 200, r.text
+    after = result(client, job_id)
+    assert [s["label"] for s in after["speakers"]] == ["Speaker_0", "Speaker_1"]
+    talk = {s["label"]: s["speech_s"] for s in before["speakers"]}
+    assert after["speakers"][0]["speech_s"] == pytest.approx(talk["Speaker_0"] + talk["Speaker_2"])
+    assert {s["speaker"] for s in after["segments"]} == {"Speaker_0", "Speaker_1"}
+    assert {t["speaker"] for t in after["diarization"]["turns"]} == {"Speaker_0", "Speaker_1"}
+    assert "Speaker_2" not in result(client, job_id, "srt")
+    assert "Speaker_2" not in result(client, job_id, "rttm")
+    assert len(result(client, job_id, "diarized_json")["segments"]) == len(DEFAULT_LINES)
+    # a merged voice's fingerprint is the speech-weighted mean of both (unit length)
+    fingerprint = after["diarization"]["fingerprints"]["Speaker_0"]
+    assert sum(x * x for x in fingerprint) == pytest.approx(1.0)
+
+    undone = client.delete(f"/v1/jobs/{job_id}/corrections/last").json()
+    assert undone["undone"]["op"] == "merge" and undone["corrections"] == 0
+    assert result(client, job_id) == before
+    assert client.delete(f"/v1/jobs/{job_id}/corrections/last").json()["undone"] is None
+
+
+def test_move_a_line_and_some_words_to_other_speakers_then_rename_the_new_one(client, tmp_path) -> None:
+    job_id = finished_job(client, tmp_path)
+    # line 3 ("Can somebody send me the spreadsheet before lunch?") is Speaker_2's; give it to Speaker_1
+    r = client.post(f"/v1/jobs/{job_id}/corrections", json={"op": "move", "line": 3, "target": "Speaker_1"})
+    assert r.status_code == 200, r.text
+    moved = result(client, job_id)
+    assert moved["segments"][3]["speaker"] == "Speaker_1"
+    assert all(w["speaker"] == "Speaker_1" for w in moved["segments"][3]["words"])
+    assert "Speaker_2" not in {t["speaker"] for t in moved["diarization"]["turns"]}
+    # words 2-4 of line 0 to a new speaker: the line becomes three lines
+    r = client.post(f"/v1/jobs/{job_id}/corrections", json={"op": "move", "line": 0, "target": "new",
+                                                            "first_word": 2, "last_word": 4})
+    assert r.json()["correction"]["target"] == "Speaker_3"
+    moved = result(client, job_id)
+    texts = [(s["speaker"], s["text"].strip()) for s in moved["segments"][:3]]
+    assert texts == [("Speaker_0", "Good morning"), ("Speaker_3", "everyone, let us"),
+                     ("Speaker_0", "start with the budget.")]
+    assert client.put(f"/v1/jobs/{job_id}/speakers/Speaker_3", json={"name": "Grace"}).status_code == 200
+    assert "[Grace] everyone, let us" in result(client, job_id, "srt")
+    assert client.get(f"/v1/jobs/{job_id}/corrections").json()["data"][1]["target"] == "Speaker_3"
+
+
+def test_split_a_line(client, tmp_path) -> None:
+    job_id = finished_job(client, tmp_path)
+    count = len(result(client, job_id)["segments"])
+    assert client.post(f"/v1/jobs/{job_id}/corrections", json={"op": "split", "line": 1, "word": 3}).status_code == 200
+    after = result(client, job_id)
+    assert len(after["segments"]) == count + 1
+    assert after["segments"][1]["text"].strip() == "I think the"
+    assert after["segments"][2]["text"].strip().startswith("numbers look fine")
+    assert [s["id"] for s in after["segments"]] == list(range(count + 1))
+
+
+@pytest.mark.parametrize(("edit", "status", "param"), [
+    ({"op": "erase"}, 400, "op"),
+    ({"op": "merge", "source": "Speaker_0", "target": "Speaker_0"}, 400, "target"),
+    ({"op": "merge", "source": "Speaker_9", "target": "Speaker_0"}, 404, "source"),
+    ({"op": "move", "line": 99, "target": "Speaker_0"}, 404, "line"),
+    ({"op": "move", "line": 0, "target": "Speaker_1", "first_word": 5, "last_word": 2}, 400, "first_word"),
+    ({"op": "split", "line": 0, "word": 0}, 400, "word"),
+    ({"op": "split", "line": "0", "word": 1}, 400, "line"),
+])
+def test_a_bad_correction_is_a_clear_error_and_changes_nothing(client, tmp_path, edit, status, param) -> None:
+    job_id = finished_job(client, tmp_path)
+    before = result(client, job_id)
+    r = client.post(f"/v1/jobs/{job_id}/corrections", json=edit)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and error["message"]
+    assert result(client, job_id) == before
+    assert client.post(f"/v1/jobs/{job_id}/corrections", content=b"not json").status_code == 400
+
+
+def test_enrolling_a_merged_speaker_uses_both_voices(client, tmp_path) -> None:
+    job_id = finished_job(client, tmp_path)
+    client.post(f"/v1/jobs/{job_id}/corrections", json={"op": "merge", "source": "Speaker_2", "target": "Speaker_0"})
+    r = client.put(f"/v1/jobs/{job_id}/speakers/Speaker_0", json={"name": "Ada", "enrol": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["enrolled"]["name"] == "Ada"
+    speakers = client.get("/v1/speakers").json()["data"]
+    assert [s["name"] for s in speakers] == ["Ada"]
+
+
+def test_corrections_replay_the_same_way_from_the_stored_edits() -> None:
+    transcript = transcript_from_lines(DEFAULT_LINES, 20.0)
+    edits = []
+    for edit in ({"op": "move", "line": 2, "target": "new"}, {"op": "merge", "source": "Speaker_1",
+                                                                 "target": "Speaker_3"}):
+        current = corrections.apply_corrections(transcript, edits)
+        edits.append(corrections.validate(current, edit))
+    once = corrections.apply_corrections(transcript, json.loads(json.dumps(edits)))
+    assert [s.label for s in once.speakers] == ["Speaker_0", "Speaker_2", "Speaker_3"]
+    assert once == corrections.apply_corrections(transcript, edits)
+    assert transcript.speakers[1].label == "Speaker_1"  # the input is never edited in place
+
+
+def test_running_job_events_carry_the_lines_of_finished_chunks(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", db_path=tmp_path / "data" / "server.db")
+    hold = threading.Event()
+    with make_client(settings, ScriptedTranscriber(chunk_s=10.0, delay_s=0.05, hold=hold)) as client:
+        path = tmp_path / "standup.wav"
+        write_tone_wav(path, 20.0)
+        with open(path, "rb") as f:
+            job = client.post("/v1/jobs", files={"file": ("standup.wav", f, "audio/wav")}).json()
+        partial = []
+        with client.stream("GET", f"/v1/jobs/{job['id']}/events") as events:
+            name = None
+            for line in events.iter_lines():
+                if line.startswith("event:"):
+                    name = line.split(":", 1)[1].strip()
+                elif line.startswith("data:") and name == "chunk":
+                    data = json.loads(line.split(":", 1)[1])
+                    partial += data.get("partial", [])
+                    if data["completed"] == 1:
+                        assert client.get(f"/v1/jobs/{job['id']}").json()["status"] == "running"
+                        hold.set()
+                elif name == "finished":
+                    break
+    assert [c["index"] for c in partial] == [0, 1]
+    first = partial[0]["lines"]
+    assert first[0]["text"] == DEFAULT_LINES[0][3] and first[0]["start"] == pytest.approx(0.5)
+    assert [x["speaker"] for x in first] == ["Speaker_0", "Speaker_1", "Speaker_0"]
+    assert partial[1]["lines"][0]["start"] == pytest.approx(10.5)  # seconds from the recording's start
+
+
+def test_a_recording_without_a_declared_duration_is_stored_with_one(client, tmp_path) -> None:
+    webm = tmp_path / "recording.webm"
+    piped = subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=f=300:d=4", "-c:a", "libopus",
+                            "-f", "webm", "-"], capture_output=True, check=True).stdout
+    webm.write_bytes(piped)  # written to a pipe, as MediaRecorder does: no duration in the header
+    from saywho.audio.decode import probe_duration
+
+    assert probe_duration(webm) is None
+    with open(webm, "rb") as f:
+        job = client.post("/v1/jobs", files={"file": ("recording.webm", f, "audio/webm")}).json()
+    assert job["duration"] == pytest.approx(4.0, abs=0.1)
+    audio = client.get(f"/v1/jobs/{job['id']}/audio")
+    assert audio.headers["content-type"] == "audio/webm"
+    stored = tmp_path / "stored.webm"
+    stored.write_bytes(audio.content)
+    assert probe_duration(stored) == pytest.approx(4.0, abs=0.1)
