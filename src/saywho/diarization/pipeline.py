@@ -24,6 +24,10 @@ import numpy as np
 
 from saywho.diarization import clustering, embedding, segmentation
 from saywho.diarization.chunk_clustering import cluster_with_cannot_links
+from saywho.diarization.frames import frame_labels as _frame_labels
+from saywho.diarization.frames import spread_labels as _spread_labels
+from saywho.diarization.frames import top_speakers as _top_speakers
+from saywho.diarization.frames import turns as _turns
 from saywho.errors import InvalidOptionError
 from saywho.types import (
     SAMPLE_RATE,
@@ -341,35 +345,6 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
     )
 
 
-def _frame_labels(block_labels: np.ndarray, active: np.ndarray, frame_block: np.ndarray) -> np.ndarray:
-    """(num_frames,) labels of one local speaker in one window, from its block labels.
-
-    Where the label changes from one block to the next, the voice changed somewhere in
-    those two blocks (a block's fingerprint takes the voice that fills most of it): the
-    change is put in the longest pause of this local speaker there, when it has one,
-    instead of at the block edge.
-    """
-    labels = block_labels[frame_block].copy()
-    for b in range(len(block_labels) - 1):
-        left, right = block_labels[b], block_labels[b + 1]
-        if left < 0 or right < 0 or left == right:
-            continue
-        span = np.flatnonzero((frame_block == b) | (frame_block == b + 1))  # frames of the two blocks
-        silent = active[span] <= 0
-        if not silent.any() or silent.all():
-            continue
-        # The longest run of silent frames inside the span (not touching its ends).
-        padded = np.concatenate([[0], silent.astype(np.int8), [0]])
-        edges = np.flatnonzero(np.diff(padded))
-        runs = [(e - a, a, e) for a, e in zip(edges[::2], edges[1::2], strict=True) if a > 0 and e < len(span)]
-        if not runs:
-            continue
-        _, first, after = max(runs)
-        labels[span[:first]] = left
-        labels[span[after:]] = right
-    return labels
-
-
 def _embedded_blocks(num_windows: int, blocks_per_window: int, central: int) -> np.ndarray:
     """(num_windows, blocks_per_window) bool: which blocks of each window get embedded.
 
@@ -385,26 +360,6 @@ def _embedded_blocks(num_windows: int, blocks_per_window: int, central: int) -> 
     chosen[0, :hi] = True
     chosen[-1, lo:] = True
     return chosen
-
-
-def _spread_labels(
-    pieces: np.ndarray, piece_labels: np.ndarray, num_windows: int, blocks_per_window: int, num_local: int
-) -> np.ndarray:
-    """(num_windows, local_speakers, blocks_per_window) global label of every block of
-    every local speaker: its own piece's, else the nearest piece's of the same local
-    speaker in the same window (ties to the earlier block); -1 without any piece."""
-    out = np.full((num_windows, num_local, blocks_per_window), -1, dtype=np.int64)
-    window = pieces[:, 1] < 0  # a window piece labels all the blocks of its local speaker
-    out[pieces[window, 0], pieces[window, 2], :] = piece_labels[window, None]
-    out[pieces[~window, 0], pieces[~window, 2], pieces[~window, 1]] = piece_labels[~window]
-    blocks = np.arange(blocks_per_window)
-    for c in range(num_windows):
-        for s in range(num_local):
-            known = np.flatnonzero(out[c, s] >= 0)
-            if 0 < len(known) < blocks_per_window:
-                nearest = known[np.argmin(np.abs(blocks[:, None] - known[None, :]), axis=1)]
-                out[c, s] = out[c, s][nearest]
-    return out
 
 
 def _seeded_centroids(
@@ -476,29 +431,6 @@ def _normalized(audio: np.ndarray) -> np.ndarray:
     if peak < SILENCE_PEAK:
         return np.zeros_like(audio)
     return audio * np.float32(0.5 / peak)
-
-
-def _top_speakers(scores: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """(frames, K) 0/1: at each frame the ``count`` highest-scoring speakers with score > 0."""
-    ranked = np.argsort(-scores, axis=1, kind="stable")  # (frames, K)
-    rank_of = np.empty_like(ranked)
-    np.put_along_axis(rank_of, ranked, np.arange(scores.shape[1])[None, :].repeat(len(scores), 0), axis=1)
-    return ((rank_of < count[:, None]) & (scores > 0)).astype(np.int8)
-
-
-def _turns(binary: np.ndarray, timing: segmentation.FrameTiming, duration: float) -> list[tuple[float, float, int]]:
-    """(frames, K) 0/1 -> (start, end, speaker) for every run of active frames."""
-    turns = []
-    half = timing.step / 2
-    for k in range(binary.shape[1]):
-        padded = np.concatenate([[0], binary[:, k], [0]])
-        changes = np.flatnonzero(np.diff(padded))
-        for first, after in zip(changes[::2], changes[1::2], strict=True):
-            start = max(0.0, float(timing.center(first)) - half)
-            end = min(duration, float(timing.center(after - 1)) + half)
-            if end > start:
-                turns.append((round(start, 3), round(end, 3), k))
-    return turns
 
 
 def _empty(duration: float) -> Diarization:
