@@ -317,6 +317,13 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
     scores, local_count, coverage = scores[:total_frames], local_count[:total_frames], coverage[:total_frames]
     count_per_frame = np.rint(local_count / np.maximum(coverage, 1)).astype(np.int64)  # (total_frames,)
     speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))  # (total_frames, num_speakers)
+    if _wanted(count) is None:
+        # A speaker left with less speech than a speaker needs (a cluster that won few
+        # frames) is no speaker: its frames go to the next most active ones.
+        faint = speaking.sum(axis=0) * timing.step < MIN_SPEAKER_SPEECH_S
+        if faint.any() and not faint.all():
+            scores = np.where(faint[None, :], 0.0, scores)
+            speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))
     exclusive = _top_speakers(scores, np.minimum(count_per_frame, 1))  # (total_frames, num_speakers)
     if _wanted(count) is not None:
         speaking, exclusive = _force_speech(scores, speaking, exclusive, np.maximum(count_per_frame, 1), timing.step)
