@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     deadline_per_audio_s: float = Field(2.0, ge=0, description="extra deadline per second of audio")
     restart_budget: int = Field(3, ge=0, description="worker restarts allowed per restart_window_s")
     restart_window_s: float = 1800.0
+    restart_backoff_s: float = Field(2.0, gt=0, description="past the budget: first delayed restart")
+    restart_backoff_max_s: float = Field(60.0, gt=0, description="past the budget: longest delay between restarts")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 while the worker restarts")
     ready_wait_s: float = Field(60.0, ge=0, description="how long a request waits for a (re)starting worker")
     cpu_threads: int = 0
