@@ -78,5 +78,18 @@ class BackendUnavailable(SaywhoError):
 
 
 class TooManyRequestsError(SaywhoError):
+    """Full: the client should come back after ``retry_after`` seconds (sent as ``Retry-After``)."""
+
     status_code = 429
     code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
+
+
+class InsufficientStorageError(SaywhoError):
+    """The disk is (nearly) full: nothing was accepted, nothing was left behind."""
+
+    status_code = 507
+    code = "insufficient_storage"

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from saywho.errors import BackendUnavailable, SaywhoError
+from saywho.errors import BackendUnavailable, SaywhoError, TooManyRequestsError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def error_response(
 
 def saywho_error_response(exc: SaywhoError) -> JSONResponse:
     headers = None
-    if isinstance(exc, BackendUnavailable):
+    if isinstance(exc, (BackendUnavailable, TooManyRequestsError)):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     return error_response(exc.message, exc.status_code, code=exc.code, param=exc.param, headers=headers)
 

@@ -335,7 +335,8 @@ class InferenceService:
             if self._admitted >= capacity:
                 raise TooManyRequestsError(
                     f"too many requests: {self.settings.inference_slots} running and "
-                    f"{self.settings.queue_size} queued; try again shortly"
+                    f"{self.settings.queue_size} queued; try again shortly",
+                    retry_after=self.settings.retry_after_s,
                 )
             self._admitted += 1
         return Ticket(self)

@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from saywho.errors import SaywhoError
+from saywho.audio.decode import decode_audio
+from saywho.errors import AudioDecodeError, AudioTooLongError, SaywhoError
 from saywho.longform.chunk import process_chunk
 from saywho.runtime import configure_openmp, release_memory, set_torch_threads, tune_malloc
 from saywho.speakers.service import library_identifier
@@ -126,9 +127,10 @@ class Worker:
             emit({"type": "text", "text": segment.text})
 
 
-        known = payload.get("known") or {}
+        known = {name: _samples({"audio": data, "max_duration_s": payload.get("max_duration_s")})
+                 for name, data in (payload.get("known") or {}).items()}
         return transcribe(
-            payload["samples"],
+            _samples(payload),
             payload["options"],
             hook=ProgressScale(on_progress),
             manager=self.manager,
@@ -143,7 +145,35 @@ class Worker:
     def job_diarize_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
         """-> the per-chunk worker's dict (``process_chunk(...).to_dict()``), on this worker's models."""
 
-        return process_chunk(payload["samples"], payload["options"], manager=self.manager).to_dict()
+        return process_chunk(_samples(payload), payload["options"], manager=self.manager).to_dict()
+
+    def job_plan(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """A background job's chunk plan: the recording decoded here, each chunk's audio saved to
+        the job's folder (``jobs.runner.JobChunkStore``) -> ``ChunkPlan.to_dict()``."""
+        from saywho.jobs.runner import (
+            JobChunkStore,  # lazy: the HTTP process imports this module; jobs' storage is needed here only
+        )
+        from saywho.jobs.store import (
+            JobStore,  # lazy: the HTTP process imports this module; jobs' storage is needed here only
+        )
+        from saywho.longform.run import (
+            plan_recording,  # lazy: the HTTP process imports this module; decoding happens in the child only
+        )
+
+        chunks = JobChunkStore(JobStore(payload["db_path"], payload["uploads_dir"]), payload["job_id"])
+        return plan_recording(payload["audio_path"], payload["chunk_s"], chunks, _forward_hook(emit)).to_dict()
+
+    def job_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """One chunk of a background job -> ``ChunkResult.to_dict()``, with progress."""
+        return process_chunk(payload["samples"], payload["options"], hook=_forward_hook(emit), manager=self.manager).to_dict()
+
+    def job_fingerprint(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        """(fingerprint, speech seconds) of one voice in an uploaded recording (speaker enrolment)."""
+        from saywho.speakers.service import (
+            fingerprint_from_audio,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+
+        return fingerprint_from_audio(_samples(payload), start=payload.get("start"), end=payload.get("end"))
 
     def job_speech(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> bytes:
         from saywho import (
@@ -176,6 +206,34 @@ class Worker:
 
     def job_loaded(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> list[str]:
         return self.manager.loaded()
+
+
+def _forward_hook(emit: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
+    """A progress hook whose calls go to the parent as events (each step at most every 0.25 s,
+    and always its last call)."""
+    last: dict[str, float] = {}
+
+    def hook(step: str, *, completed: float | None = None, total: float | None = None) -> None:
+        now = time.monotonic()
+        final = completed is not None and total is not None and completed >= total
+        if final or now - last.get(step, 0.0) >= 0.25:
+            last[step] = now
+            emit({"type": "hook", "step": step, "completed": completed, "total": total})
+
+    return hook
+
+
+def _samples(payload: Mapping[str, Any]) -> np.ndarray:
+    """A request's audio, decoded here (never in the HTTP process) and within the duration limit."""
+    if "samples" in payload:
+        return payload["samples"]
+    try:
+        decoded = decode_audio(payload["audio"], max_s=payload.get("max_duration_s"))
+    except (AudioDecodeError, AudioTooLongError) as exc:
+        exc.message = exc.message.replace("<upload>", "the upload")
+        exc.param = exc.param or "file"
+        raise
+    return decoded.samples
 
 
 def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str, tuple[str, float]]]:
