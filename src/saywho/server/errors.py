@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -64,11 +66,21 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    # 400 here is Starlette's multipart parser (a part over 1 MB, no boundary...).
+    code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
     return error_response(str(exc.detail), exc.status_code, code=code, headers=getattr(exc, "headers", None))
 
 
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
+
+
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    if _disk_full(exc):  # the request fails; the server and the jobs API go on
+        logger.error("%s %s: the disk is full (%s)", request.method, request.url.path, exc)
+        return error_response("the server's disk is full; try again later", 507, code="insufficient_storage")
     logger.exception("%s %s failed", request.method, request.url.path)
     return error_response(f"internal error: {type(exc).__name__}", 500, code="internal_error")
 

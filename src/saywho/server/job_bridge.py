@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from saywho.types import Hook, TranscribeOptions, Transcript
 
 ADMISSION_POLL_S = 0.5
+# Test-only (``settings.test_faults``): a job whose file name starts so crashes the worker.
+CRASH_FILENAME = "crash-worker"
 
 
 class WorkerTranscriber:
@@ -51,6 +53,8 @@ class WorkerTranscriber:
         def planner(source: Any, chunk_s: float, store: Any, hook: Hook) -> ChunkPlan:
             payload = {"db_path": str(chunks.store.db_path), "uploads_dir": str(chunks.store.uploads_dir),
                        "job_id": job.id, "audio_path": str(source), "chunk_s": chunk_s}
+            if self.settings.test_faults and job.filename.startswith(CRASH_FILENAME):
+                payload["fault"] = "crash"  # test-only: a "poison" recording that kills the worker
             plan = ChunkPlan.from_dict(self._run("plan", payload, hook, audio_s=job.duration_s or 0.0))
             if job.duration_s is None or abs(plan.duration - job.duration_s) > 0.5:
                 chunks.store.set_duration(job.id, plan.duration)  # what was decodable, not what was declared
