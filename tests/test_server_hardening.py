@@ -279,3 +279,50 @@ def test_a_job_that_crashes_the_worker_fails_after_n_tries(server: RunningServer
         while http.get("/health/ready").status_code != 200:
             assert time.monotonic() < deadline, http.get("/health/ready").text
             time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------
+# Keys own their jobs; an admin key sees all; /health/deep is behind the key
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory):
+    srv = start_server(tmp_path_factory.mktemp("keyed"), api_keys=["alice-key", "bob-key"], admin_keys=["root-key"],
+                       max_queued_jobs=2, retry_after_s=7)
+    try:
+        srv.wait_ready(120)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_keys_isolate_jobs(keyed: RunningServer, files) -> None:
+    def client(key: str) -> httpx.Client:
+        return httpx.Client(base_url=keyed.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+    with client("alice-key") as alice, client("bob-key") as bob, client("root-key") as root:
+        job = alice.post("/v1/jobs", files={"file": ("a.wav", files["wav"])},
+                         data={"model": "tiny.en", "diarize": "false"}).json()["id"]
+        assert [j["id"] for j in alice.get("/v1/jobs").json()["data"]] == [job]
+        assert bob.get("/v1/jobs").json()["data"] == []
+        for method, path in [("GET", f"/v1/jobs/{job}"), ("GET", f"/v1/jobs/{job}/audio"),
+                             ("GET", f"/v1/jobs/{job}/result"), ("GET", f"/v1/jobs/{job}/events"),
+                             ("DELETE", f"/v1/jobs/{job}")]:
+            assert_openai_error(bob.request(method, path), 404, "not_found")
+        assert_openai_error(bob.put(f"/v1/jobs/{job}/speakers/Speaker_0", json={"name": "x"}), 404, "not_found")
+        assert alice.get(f"/v1/jobs/{job}/audio").content == files["wav"]
+        assert [j["id"] for j in root.get("/v1/jobs").json()["data"]] == [job]
+        assert root.get(f"/v1/jobs/{job}").status_code == 200
+        # Admission: 2 jobs queued or running at most; the third gets 429 with Retry-After.
+        second = alice.post("/v1/jobs", files={"file": ("a.wav", files["wav"])}, data={"diarize": "false"})
+        third = alice.post("/v1/jobs", files={"file": ("a.wav", files["wav"])}, data={"diarize": "false"})
+        if second.status_code == 202 and third.status_code != 202:
+            assert_openai_error(third, 429, "too_many_requests")
+            assert third.headers["Retry-After"] == "7"
+        # /health/deep runs inference: behind the key; the cheap checks stay open.
+        assert_openai_error(httpx.get(f"{keyed.url}/health/deep"), 401, "invalid_api_key")
+        assert httpx.get(f"{keyed.url}/health/ready").status_code in (200, 503)
+        assert httpx.get(f"{keyed.url}/health").status_code == 200
+        # With keys set, the Host header is the key's business (no trusted-host check).
+        assert alice.get("/v1/models", headers={"Host": "saywho.example"}).status_code == 200

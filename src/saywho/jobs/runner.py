@@ -10,6 +10,7 @@ nobody polls the database for progress.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import queue
@@ -376,6 +377,12 @@ class JobRunner:
             self._fail(live, {"message": exc.message, "code": exc.code, "type": type(exc).__name__})
             return
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                logger.error("job %s failed: the disk is full", job_id)
+                self._fail(live, {"message": f"the disk is full: {exc.strerror or exc}; free some space and "
+                                             "submit the job again", "code": "insufficient_storage",
+                                  "type": "InsufficientStorageError"})
+                return
             logger.exception("job %s failed", job_id)
             self._fail(live, {"message": f"{type(exc).__name__}: {exc}", "code": "internal_error",
                                 "type": type(exc).__name__})

@@ -106,7 +106,8 @@ class ApiKeyMiddleware:
         self.admin_keys = tuple(k.encode() for k in admin_keys)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        protected = scope["path"].startswith("/v1/") or scope["path"] == "/health/deep"
+        path = scope.get("path", "")
+        protected = path.startswith("/v1/") or path == "/health/deep"
         if scope["type"] != "http" or not protected or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return

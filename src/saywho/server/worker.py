@@ -8,6 +8,7 @@ data)``. Jobs run on a small thread pool (one thread per inference slot) sharing
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from saywho.audio.decode import decode_audio
-from saywho.errors import AudioDecodeError, AudioTooLongError, SaywhoError
+from saywho.errors import AudioDecodeError, AudioTooLongError, InsufficientStorageError, SaywhoError
 from saywho.longform.chunk import process_chunk
 from saywho.runtime import configure_openmp, release_memory, set_torch_threads, tune_malloc
 from saywho.speakers.service import library_identifier
@@ -310,6 +311,10 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
         except SaywhoError as exc:
             send(("error", job_id, error_info(exc)))
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                send(("error", job_id, error_info(InsufficientStorageError(
+                    f"the disk is full: {exc.strerror or exc}; free some space and try again"))))
+                return
             if is_device_error(exc):
                 logger.error("device error in job %s: %s", job_id, exc)
                 send(("device_error", job_id, f"{type(exc).__name__}: {exc}"))
