@@ -45,7 +45,7 @@ test: install system-deps lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not fuzz"
 
 lint: install
 	$(BIN)/python -m ruff check src tests bench

@@ -279,7 +279,7 @@ class JobStore:
                 anchor = conn.execute(f"SELECT created_at, id FROM jobs WHERE id = ? AND {mine}",
                                       (after, *mine_args)).fetchone()
                 if anchor is None:
-                    raise InvalidOptionError(f"no job '{after}' to page after", param="after")
+                    raise NotFoundError(f"no job '{after}' to page after", param="after")
                 rows = conn.execute(
                     f"SELECT * FROM jobs WHERE (created_at, id) < (?, ?) AND {mine} "
                     "ORDER BY created_at DESC, id DESC LIMIT ?",

@@ -25,6 +25,7 @@ from saywho.server import errors
 from saywho.server.errors import error_body
 from saywho.server.inference import InferenceService
 from saywho.server.job_bridge import WorkerTranscriber
+from saywho.server.openapi import complete_openapi
 from saywho.server.routers import chunks, dashboard, health, jobs, models, speakers, speech, transcriptions
 from saywho.settings import Settings
 
@@ -68,6 +69,7 @@ def create_app(
     app.state.inference = service
     app.state.jobs = JobService.from_settings(settings, transcriber)  # tests may swap its transcriber
     errors.install(app)
+    app.openapi = lambda: complete_openapi(app, settings)  # type: ignore[method-assign]
     for router in routers if routers is not None else ROUTERS:
         app.include_router(router)
     # Outermost last: CORS answers pre-flights before auth, auth before reading bodies.

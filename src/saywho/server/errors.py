@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import re
 import sqlite3
 from typing import Any
 
@@ -68,7 +69,19 @@ async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     # 400 here is Starlette's multipart parser (a part over 1 MB, no boundary...).
     code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    return error_response(str(exc.detail), exc.status_code, code=code, headers=getattr(exc, "headers", None))
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:  # every method of the path, not just the first route's
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return error_response(str(exc.detail), exc.status_code, code=code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the API document lists for this path (routers may split one path's methods)."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {m.upper() for m in item}
+    return sorted(methods)
 
 
 def _disk_full(exc: BaseException) -> bool:

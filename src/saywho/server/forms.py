@@ -137,6 +137,8 @@ def stt_model(name: str | None, settings: Settings, *, task: str = "transcribe")
         raise InvalidOptionError("model is required (e.g. whisper-1)", param="model")
     if name in OPENAI_STT_MODELS or (name.startswith("gpt-") and "transcribe" in name):
         return settings.translation_model if task == "translate" else settings.default_model
+    if len(name) > 4096 or any(len(part.encode()) > 255 for part in name.split("/")):  # no such path can exist
+        raise ModelNotFoundError(f"unknown model '{name[:60]}...'", param="model")
     bundled = BUNDLED.get(name)
     if bundled is not None:
         if bundled.kind != "asr":

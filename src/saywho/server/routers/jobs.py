@@ -64,7 +64,7 @@ async def create_job(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/jobs", summary="Jobs, newest first")
 def list_jobs(request: Request, limit: int = Query(20, ge=1, le=100), after: str | None = None) -> dict[str, Any]:
-    page, has_more = jobs_of(request).store.list(limit=limit, after=after, owner=owner_filter(request))
+    page, has_more = jobs_of(request).store.list(limit=limit, after=after or None, owner=owner_filter(request))
     data = [job.to_dict() for job in page]
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None, "has_more": has_more}
