@@ -158,3 +158,11 @@ def test_deep_health_is_cached_and_behind_the_key(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.json()["status"] == "ok"
     assert inference.runs == 1  # ten callers, one real inference
     assert client.get("/health").status_code == 200
+
+
+def test_the_language_list_is_whispers() -> None:
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    from saywho.asr.languages import WHISPER_LANGUAGES
+
+    assert set(WHISPER_LANGUAGES) == set(_LANGUAGE_CODES)

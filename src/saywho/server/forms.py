@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 
+from saywho.asr.languages import WHISPER_LANGUAGES
 from saywho.audio.decode import probe_duration
 from saywho.errors import (
     AudioDecodeError,
@@ -173,9 +174,7 @@ def language(form: FormData) -> str | None:
 
 
 def whisper_languages() -> frozenset[str]:
-    from faster_whisper.tokenizer import _LANGUAGE_CODES
-
-    return frozenset(_LANGUAGE_CODES)
+    return frozenset(WHISPER_LANGUAGES)
 
 
 def speaker_count(form: FormData) -> SpeakerCount:
