@@ -13,7 +13,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def _name(source: AudioSource) -> str:
     return getattr(source, "name", None) or "<upload>"
 
 
-def _open(source: AudioSource):
+def _open(source: AudioSource) -> Any:  # an av container
     import av
 
     if isinstance(source, (str, os.PathLike)):
@@ -83,7 +83,7 @@ def _mono(planes: np.ndarray) -> np.ndarray:
     return planes.mean(axis=0)
 
 
-def _declared_duration(container, stream) -> float | None:
+def _declared_duration(container: Any, stream: Any) -> float | None:
     """The duration a header promises (None when the container only estimates it)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
