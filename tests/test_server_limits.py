@@ -166,3 +166,23 @@ def test_the_language_list_is_whispers() -> None:
     from saywho.asr.languages import WHISPER_LANGUAGES
 
     assert set(WHISPER_LANGUAGES) == set(_LANGUAGE_CODES)
+
+
+def test_a_job_started_too_often_is_failed_at_start_up_not_resumed(tmp_path: Path, wav: bytes) -> None:
+    from saywho.jobs.runner import JobRunner
+    from saywho.jobs.store import JobStore
+
+    store = JobStore(tmp_path / "s.db", tmp_path / "uploads")
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(wav)
+    store.create("job_poison", filename="a.wav", audio_path=audio, size_bytes=len(wav), options={}, duration_s=1.0)
+    for _ in range(3):  # three starts, each ended by the server dying under it
+        store.mark_running("job_poison")
+    ran = []
+    runner = JobRunner(store, lambda *a: ran.append(a), max_attempts=3)
+    assert runner.start() == ["job_poison"]
+    try:
+        job = wait_for(lambda: (j := store.get("job_poison")).done and j)
+    finally:
+        runner.stop()
+    assert job.state == "failed" and job.error["code"] == "too_many_attempts" and not ran

@@ -190,3 +190,18 @@ def test_api_keys_cors_and_error_shape(tmp_path) -> None:
     assert r.json()["error"]["type"] == "invalid_request_error"
     r = client.get("/v1/nothing-here", headers={"Authorization": "Bearer k1"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_worker_memory_limit_turns_oom_into_a_503_and_a_restart() -> None:
+    service = _service(worker_memory_mb=3072)
+    try:
+        async def scenario() -> None:
+            pid = service.status()["worker_pid"]
+            with pytest.raises(BackendUnavailable, match="out of memory"):
+                await service.run("loaded", {"fault": "oom"}, deadline_s=30)
+            assert await service.run("loaded", {}, deadline_s=30) == []  # a fresh worker
+            assert service.status()["worker_pid"] != pid
+
+        asyncio.run(scenario())
+    finally:
+        service.stop()

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     deep_health_cache_s: float = Field(60.0, ge=0, description="/health/deep answers from a probe this recent")
     ready_wait_s: float = Field(60.0, ge=0, description="how long a request waits for a (re)starting worker")
     cpu_threads: int = 0
+    worker_memory_mb: int = Field(0, ge=0, description="cap on the worker's memory (RLIMIT_DATA); 0: none")
 
     # Access.
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty: no auth")

@@ -8,7 +8,7 @@ from saywho.server.inference import InferenceService
 from saywho.settings import Settings
 
 FAULT_HEADER = "x-saywho-fault"
-FAULTS = ("crash", "hang", "device")
+FAULTS = ("crash", "hang", "device", "oom")
 
 
 def settings_of(request: Request) -> Settings:

@@ -261,6 +261,16 @@ def _warm_diarization() -> None:
     embedding.get_model()
 
 
+def _limit_memory(megabytes: int) -> None:
+    """Cap the worker's heap and anonymous mappings (``RLIMIT_DATA``): a request that needs
+    more fails with MemoryError in the worker instead of the kernel's OOM killer choosing."""
+    if megabytes > 0:
+        import resource
+
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def _inject_fault(fault: str | None) -> None:
     """Test-only faults (the parent forwards them only with ``settings.test_faults``)."""
     if fault == "crash":
@@ -268,6 +278,8 @@ def _inject_fault(fault: str | None) -> None:
     if fault == "hang":
         while True:
             time.sleep(3600)
+    if fault == "oom":
+        np.empty(4 << 30, np.uint8)  # 4 GiB, untouched: fails only under worker_memory_mb
     if fault == "device":
         raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
 
@@ -285,6 +297,7 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
     configure_openmp()
     if settings.cpu_threads:
         set_torch_threads(settings.cpu_threads)
+    _limit_memory(getattr(settings, "worker_memory_mb", 0))
     send_lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:
@@ -314,6 +327,10 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
                 send(("error", job_id, error_info(InsufficientStorageError(
                     f"the disk is full: {exc.strerror or exc}; free some space and try again"))))
+                return
+            if isinstance(exc, MemoryError):  # over worker_memory_mb: replace the process, answer 503
+                limit = getattr(settings, "worker_memory_mb", 0)
+                send(("device_error", job_id, f"the worker ran out of memory (limit {limit} MB)"))
                 return
             if is_device_error(exc):
                 logger.error("device error in job %s: %s", job_id, exc)
