@@ -10,6 +10,7 @@ limit; a job whose audio crashes the worker fails after N tries.
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
 import sys
 import threading
@@ -326,3 +327,29 @@ def test_keys_isolate_jobs(keyed: RunningServer, files) -> None:
         assert httpx.get(f"{keyed.url}/health").status_code == 200
         # With keys set, the Host header is the key's business (no trusted-host check).
         assert alice.get("/v1/models", headers={"Host": "saywho.example"}).status_code == 200
+
+
+def test_a_truncated_files_job_shows_the_decoded_duration(server: RunningServer, tmp_path: Path) -> None:
+    full = _wav(tmp_path / "ten.wav", seconds=10.0)
+    truncated = full[: 44 + 3 * 16_000 * 2]  # the header still says 10 s
+    with server.http(timeout=60) as http:
+        r = http.post("/v1/jobs", files={"file": ("cut.wav", truncated)}, data={"model": "tiny.en", "diarize": "false"})
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 60
+        while abs((job := http.get(f"/v1/jobs/{job_id}").json())["duration"] - 3.0) > 0.1:
+            assert time.monotonic() < deadline and job["status"] != "failed", job
+            time.sleep(0.2)
+        http.delete(f"/v1/jobs/{job_id}")
+
+
+def test_a_damaged_database_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "saywho.db").write_bytes(b"not a database " * 400)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAYWHO_")} | {"SAYWHO_DATA_DIR": str(data)}
+    p = subprocess.run([sys.executable, "-m", "saywho", "serve", "--port", "1"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert len(lines) == 1 and str(data / "saywho.db") in lines[0] and "move it aside" in lines[0], p.stderr
