@@ -321,6 +321,20 @@ def test_keys_isolate_jobs(keyed: RunningServer, files) -> None:
         if second.status_code == 202 and third.status_code != 202:
             assert_openai_error(third, 429, "too_many_requests")
             assert third.headers["Retry-After"] == "7"
+        # Speakers: each key has its own library; the admin key manages the shared one.
+        v = np.random.default_rng(0).standard_normal(192)
+        transcript = {"duration": 20.0, "language": "en", "text": "", "segments": [],
+                      "speakers": [{"label": "A", "name": None, "speech_s": 10.0, "score": None}],
+                      "diarization": {"duration": 20.0, "speakers": ["A"], "turns": [], "exclusive_turns": [],
+                                      "fingerprints": {"A": (v / np.linalg.norm(v)).tolist()}}}
+        r = alice.post("/v1/speakers", json={"name": "Ada", "label": "A", "transcript_json": transcript})
+        assert r.status_code == 201, r.text
+        speaker = r.json()["id"]
+        assert [s["name"] for s in alice.get("/v1/speakers").json()["data"]] == ["Ada"]
+        assert bob.get("/v1/speakers").json()["data"] == []
+        assert_openai_error(bob.get(f"/v1/speakers/{speaker}"), 404)
+        assert_openai_error(bob.delete(f"/v1/speakers/{speaker}"), 404)
+        assert root.get("/v1/speakers").json()["data"] == []
         # /health/deep runs inference: behind the key; the cheap checks stay open.
         assert_openai_error(httpx.get(f"{keyed.url}/health/deep"), 401, "invalid_api_key")
         assert httpx.get(f"{keyed.url}/health/ready").status_code in (200, 503)

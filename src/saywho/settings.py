@@ -83,6 +83,12 @@ class Settings(BaseSettings):
             self.db_path = self.data_dir / "saywho.db"
         return self
 
+    def speaker_library_for(self, owner: str | None) -> Path:
+        """The speaker library of a key's owner id (its own file), or the shared one (no key, admin)."""
+        if owner is None:
+            return Path(self.db_path or self.data_dir / "saywho.db")
+        return self.data_dir / "speakers" / f"{owner}.db"
+
     def deadline_for(self, duration_s: float) -> float:
         """Seconds an inference call on ``duration_s`` of audio may take before it is a hang."""
         return self.request_deadline_s + self.deadline_per_audio_s * max(0.0, duration_s)

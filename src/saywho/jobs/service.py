@@ -202,13 +202,14 @@ class JobService:
         """The job's events, live (``jobs.events.follow_job``); consume on the event loop."""
         return follow_job(self.store, self.events, job_id)
 
-    def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False) -> Speaker | None:
+    def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False,
+                     library_path: str | os.PathLike[str] | None = None) -> Speaker | None:
         """Show ``label`` as ``name`` in every export of the job (None forgets the name).
         With ``enrol``, the voice also joins the speaker library; returns that speaker."""
         self.store.rename(job_id, label, name or None)
         if not (enrol and name):
             return None
-        return enrol_from_transcript(self.library_path, self.store.raw_result(job_id), label, name,
+        return enrol_from_transcript(library_path or self.library_path, self.store.raw_result(job_id), label, name,
                                      source=f"job {job_id}#{label}")
 
 

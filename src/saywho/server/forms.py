@@ -318,7 +318,9 @@ async def known_speakers(request: AudioRequest, settings: Settings) -> dict[str,
     return known
 
 
-def audio_payload(upload: AudioUpload, known: dict[str, AudioUpload], settings: Settings) -> dict[str, Any]:
-    """What the worker needs to decode a request's audio itself (bytes, not samples)."""
+def audio_payload(upload: AudioUpload, known: dict[str, AudioUpload], settings: Settings,
+                  owner: str | None = None) -> dict[str, Any]:
+    """What the worker needs to decode a request's audio itself (bytes, not samples), and the
+    speaker library of the request's key (``owner``) to name voices from."""
     return {"audio": upload.data, "known": {name: ref.data for name, ref in known.items()},
-            "max_duration_s": settings.max_duration_s}
+            "max_duration_s": settings.max_duration_s, "library_path": str(settings.speaker_library_for(owner))}

@@ -63,7 +63,7 @@ class WorkerTranscriber:
         transcript = transcribe_long(job.audio_path, options, chunk_s=self.settings.job_chunk_s, store=chunks,
                                      resume=True, hook=hook, planner=planner,
                                      processor=functools.partial(self._chunk, hook=hook))
-        library = self.settings.db_path
+        library = self.settings.speaker_library_for(job.owner)
         if not options.identify or library is None or not Path(library).exists():
             return transcript
         return name_speakers(transcript, library_identifier(library))

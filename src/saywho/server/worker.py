@@ -128,6 +128,8 @@ class Worker:
             emit({"type": "text", "text": segment.text})
 
 
+        # The request's key's own library (its owner's file), else the server's.
+        library = payload.get("library_path") or getattr(self.settings, "db_path", None)
         known = {name: _samples({"audio": data, "max_duration_s": payload.get("max_duration_s")})
                  for name, data in (payload.get("known") or {}).items()}
         return transcribe(
@@ -135,7 +137,7 @@ class Worker:
             payload["options"],
             hook=ProgressScale(on_progress),
             manager=self.manager,
-            identifier=_identifier(known) if known else library_identifier(getattr(self.settings, "db_path", None)) if getattr(self.settings, "db_path", None) else None,
+            identifier=_identifier(known) if known else library_identifier(library) if library else None,
             on_segment=on_segment if payload.get("stream") else None,
         )
 

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from saywho.server import forms
-from saywho.server.deps import fault, inference_of, settings_of
+from saywho.server.deps import fault, inference_of, owner_filter, settings_of
 
 router = APIRouter(tags=["chunks"])
 
@@ -24,7 +24,7 @@ async def _run(request: Request, kind: str) -> Any:
     parsed = forms.parse_audio_request(form, settings, formats=("json",), diarize=True)
     upload = await forms.read_audio(parsed.file, settings)
     known = await forms.known_speakers(parsed, settings)
-    payload = {**forms.audio_payload(upload, known, settings), "options": parsed.options, "fault": fault(request)}
+    payload = {**forms.audio_payload(upload, known, settings, owner_filter(request)), "options": parsed.options, "fault": fault(request)}
     return await inference.run(kind, payload, deadline_s=forms.deadline_for(settings, upload, *known.values()),
                                model=parsed.model)
 

@@ -141,6 +141,7 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
     name = (body.get("name") or "").strip()
     jobs_of(request).store.get(job_id, owner=owner_filter(request))  # 404 for another key's job
     enrolled = await asyncio.to_thread(jobs_of(request).name_speaker, job_id, label, name or None,
-                                       enrol=bool(body.get("enrol")))
+                                       enrol=bool(body.get("enrol")),
+                                       library_path=settings_of(request).speaker_library_for(owner_filter(request)))
     return {"job_id": job_id, "label": label, "name": name or None,
             "enrolled": None if enrolled is None else enrolled.to_dict()}

@@ -5,7 +5,8 @@ one or more ``file``, optional ``start``/``end`` seconds, ``merge``) or JSON
 ``{"name", "transcript_json", "label", "merge"}`` (a saywho JSON result and the label
 to learn, e.g. after renaming a speaker in the dashboard); ``GET/PATCH/DELETE
 /v1/speakers/{id}`` read, rename (``{"name": ...}``) and forget one speaker. The
-library lives in the server's database (``settings.db_path``).
+library lives in the server's database (``settings.db_path``); with API keys each key has its own
+library file (``settings.speaker_library_for``), an admin key the shared one.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from saywho.errors import InvalidOptionError
-from saywho.server.deps import inference_of, settings_of
+from saywho.server.deps import inference_of, owner_filter, settings_of
 from saywho.server.forms import audio_payload, deadline_for, read_audio
 from saywho.speakers.library import SpeakerLibrary
 from saywho.speakers.service import fingerprint_from_transcript
@@ -29,7 +30,7 @@ router = APIRouter(tags=["speakers"])
 
 
 def library_of(request: Request) -> SpeakerLibrary:
-    return SpeakerLibrary(settings_of(request).db_path)
+    return SpeakerLibrary(settings_of(request).speaker_library_for(owner_filter(request)))
 
 
 def _bool(value: Any, param: str) -> bool:

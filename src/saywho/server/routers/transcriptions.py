@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from saywho import formats
 from saywho.server import forms, streams
-from saywho.server.deps import fault, inference_of, settings_of
+from saywho.server.deps import fault, inference_of, owner_filter, settings_of
 from saywho.types import Transcript
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ async def _handle(request: Request, *, task: str, allowed: tuple[str, ...]) -> R
                                        diarize=False if task == "translate" else None)
     upload = await forms.read_audio(parsed.file, settings)
     known = await forms.known_speakers(parsed, settings)
-    payload = {**forms.audio_payload(upload, known, settings), "options": parsed.options, "fault": fault(request),
+    payload = {**forms.audio_payload(upload, known, settings, owner_filter(request)), "options": parsed.options, "fault": fault(request),
                "stream": parsed.stream}
     deadline = forms.deadline_for(settings, upload, *known.values())
     ticket = inference.admit()  # 429 now, before a stream has started
