@@ -362,6 +362,9 @@ class JobRunner:
             logger.info("job %s: stopped", job_id)
             return  # deleted (rows gone) or the server is stopping (resumes next start)
         except BackendUnavailable as exc:  # the worker died under it (or hung): retry, a few times
+            if cancelled.is_set():  # deleted, or the server is stopping (its worker with it): not a crash
+                logger.info("job %s: stopped", job_id)
+                return
             attempts = self.store.get(job_id).attempts if self.store.exists(job_id) else self.max_attempts
             if attempts < self.max_attempts and not cancelled.wait(self.retry_delay_s):
                 logger.warning("job %s: attempt %d failed (%s); retrying", job_id, attempts, exc.message)
