@@ -46,7 +46,12 @@ def probe_upload(path: Path, *, max_duration_s: float) -> float:
     the file is decoded as a stream (MediaRecorder's WebM declares none).
     """
     declared = probe_duration(path)
-    blocks = stream_audio(path, block_s=30.0)
+    if declared is not None and declared > max_duration_s:  # refused on the header alone
+        raise AudioTooLongError(f"the audio lasts {declared:.0f} s; the limit is {max_duration_s:.0f} s",
+                                param="file")
+    # A short first block proves the stream decodes; with no declared duration, decoding
+    # (bounded memory) stops as soon as the limit is passed.
+    blocks = stream_audio(path, block_s=5.0 if declared is not None else 30.0, max_s=max_duration_s)
     try:
         first = next(blocks, None)
         if first is None or not len(first):
@@ -166,9 +171,8 @@ class JobService:
         try:
             try:
                 duration = probe_upload(upload, max_duration_s=self.max_duration_s)
-            except AudioDecodeError as exc:  # name the user's file, not our temporary path
-                raise AudioDecodeError(exc.message.replace(str(upload), clean_filename(filename)),
-                                       param="file") from None
+            except (AudioDecodeError, AudioTooLongError) as exc:  # name the user's file, not our temporary path
+                raise type(exc)(exc.message.replace(str(upload), clean_filename(filename)), param="file") from None
             # Planning writes the decoded chunks (float32, 16 kHz) next to the upload.
             self.check_space(int(duration * SAMPLE_RATE * 4))
             job_id = new_job_id()
