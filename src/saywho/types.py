@@ -204,7 +204,10 @@ class TranscribeOptions:
     # run ("Thank you." / "Thank you for watching.." on trailing silence). A list here
     # turns the fallback back on.
     temperature: float | tuple[float, ...] = 0.0
-    condition_on_previous_text: bool = True
+    # Off: with a fixed temperature 0 nothing breaks a repetition loop, and conditioned
+    # decoding fell into one on the README sample's last seconds ("I'm going to go ahead
+    # and see what I'm going to do." three times). --condition-on-previous-text turns it on.
+    condition_on_previous_text: bool = False
     # Greedy decoding: on the dev set tiny.en scored 3.0% WER greedy against 5.1% with a
     # beam of 5, and the whole job ran 1.2x faster on 2 cores. --beam-size 5 is there.
     beam_size: int = 1
