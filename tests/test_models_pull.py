@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,17 +178,25 @@ def test_disk_full_is_refused_before_downloading(local_hub: Hub) -> None:
 def test_two_pulls_of_one_model_at_once(local_hub: Hub) -> None:
     local_hub.gate = threading.Event()
     errors: list[BaseException] = []
-    first = threading.Thread(target=lambda: hub.pull(MODEL_ID))
-    first.start()
-    try:
-        for _ in range(100):  # wait until the first pull holds the lock
+    def first_pull() -> None:
+        while True:  # is_pulling below takes the lock for an instant: retry then
             try:
                 hub.pull(MODEL_ID)
-            except ConflictError as exc:
-                errors.append(exc)
-                break
-            except ModelDownloadError:
-                pass
+                return
+            except ConflictError:
+                time.sleep(0.005)
+
+    first = threading.Thread(target=first_pull)
+    first.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not hub.is_pulling(MODEL_ID):  # wait until the first pull holds the lock
+            assert time.monotonic() < deadline, "the first pull never started"
+            time.sleep(0.01)
+        try:
+            hub.pull(MODEL_ID)
+        except ConflictError as exc:
+            errors.append(exc)
     finally:
         local_hub.gate.set()
         first.join(30)
