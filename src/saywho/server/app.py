@@ -22,13 +22,13 @@ from saywho.jobs.service import JobService
 from saywho.server import errors
 from saywho.server.errors import error_body
 from saywho.server.inference import InferenceService
-from saywho.server.routers import chunks, dashboard, health, jobs, models, speakers, speech, transcriptions
+from saywho.server.routers import chunks, dashboard, health, jobs, models, realtime, speakers, speech, transcriptions
 from saywho.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ROUTERS: list[APIRouter] = [health.router, models.router, transcriptions.router, speech.router, chunks.router,
-                             speakers.router, jobs.router, dashboard.router]
+                             speakers.router, jobs.router, dashboard.router, realtime.router]
 
 # Multipart framing around the file: allowed on top of max_upload_bytes.
 MULTIPART_OVERHEAD = 1 << 20

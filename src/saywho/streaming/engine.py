@@ -33,6 +33,7 @@ import logging
 import re
 import time
 import uuid
+from itertools import pairwise
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -41,7 +42,15 @@ import numpy as np
 from saywho.asr import whisper as asr_stage
 from saywho.diarization import embedding
 from saywho.pipeline import run_asr
-from saywho.streaming.events import Committed, Completed, Delta, LiveEvent, SpeakerSegment, SpeechStarted, SpeechStopped
+from saywho.streaming.events import (
+    Committed,
+    Completed,
+    Delta,
+    LiveEvent,
+    SpeakerSegment,
+    SpeechStarted,
+    SpeechStopped,
+)
 from saywho.streaming.speakers import OnlineSpeakers
 from saywho.types import SAMPLE_RATE, TranscribeOptions, Word
 
@@ -178,12 +187,25 @@ class LiveSession:
             if len(spans) > 1 or silence >= o.silence_duration_ms * SAMPLE_RATE / 1000:
                 events += self._commit(start, end, lag_s)
                 continue  # more speech may already wait in the buffer
-            if final or len(self._audio) - start >= max_len:
+            if final:
                 events += self._commit(start, len(self._audio), lag_s)
                 break
+            if len(self._audio) - start >= max_len:  # too long: cut in the longest pause heard
+                events += self._commit(start, start + self._cut_point(len(self._audio) - start), lag_s)
+                continue
             events += self._partial(start, lag_s)
             break
         return events
+
+    def _cut_point(self, length: int) -> int:
+        """Where to end an utterance that reached the length limit (samples from its start):
+        the middle of the longest pause between words in its second half, else its end."""
+        words = self._last_hyp
+        gaps = [(b.start - a.end, (a.end + b.start) / 2) for a, b in pairwise(words)
+                if a.end * SAMPLE_RATE >= length / 2]
+        if not gaps:
+            return length
+        return min(length, int(max(gaps)[1] * SAMPLE_RATE))
 
     def _speech_spans(self) -> list[tuple[int, int]]:
         from faster_whisper.vad import VadOptions, get_speech_timestamps
@@ -300,7 +322,7 @@ class LiveSession:
 def _pieces(words: list[Word], piece_s: float) -> list[list[Word]]:
     """Words grouped into pieces of about ``piece_s`` seconds, cut at the longest pause near that length."""
     pieces: list[list[Word]] = [[words[0]]]
-    for prev, word in zip(words, words[1:], strict=False):
+    for prev, word in pairwise(words):
         current = pieces[-1]
         length = word.start - current[0].start
         gap = word.start - prev.end
