@@ -33,8 +33,8 @@ import logging
 import re
 import time
 import uuid
-from itertools import pairwise
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -62,6 +62,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+# Audio kept after the end of speech found by VAD (which already pads 100 ms).
+END_PADDING_S = 0.3
+
+
 @dataclass(frozen=True, slots=True)
 class LiveOptions:
     """One live session's settings (OpenAI's ``turn_detection`` fields where they exist)."""
@@ -72,7 +76,7 @@ class LiveOptions:
     # server_vad: utterances end on silence. False: only ``commit()`` (or the length limit) ends one.
     turn_detection: bool = True
     threshold: float = 0.5  # Silero speech probability
-    prefix_padding_ms: int = 300  # audio kept before detected speech
+    prefix_padding_ms: int = 500  # audio kept before detected speech (OpenAI's default: 300)
     silence_duration_ms: int = 500  # silence that ends an utterance
     vad_step_s: float = 0.2
     partial_interval_s: float = 0.5
@@ -185,10 +189,12 @@ class LiveSession:
                 events.append(SpeechStarted(self._item_id, (self._offset + start) / SAMPLE_RATE))
             silence = len(self._audio) - end
             if len(spans) > 1 or silence >= o.silence_duration_ms * SAMPLE_RATE / 1000:
-                events += self._commit(start, end, lag_s)
+                # Whisper drops a last word cut tight at the VAD's edge: keep some of the pause.
+                tail = min(int(END_PADDING_S * SAMPLE_RATE), (spans[1][0] - end) // 2 if len(spans) > 1 else silence)
+                events += self._commit(start, end + tail, lag_s, speech_end=end)
                 continue  # more speech may already wait in the buffer
             if final:
-                events += self._commit(start, len(self._audio), lag_s)
+                events += self._commit(start, len(self._audio), lag_s, speech_end=end)
                 break
             if len(self._audio) - start >= max_len:  # too long: cut in the longest pause heard
                 events += self._commit(start, start + self._cut_point(len(self._audio) - start), lag_s)
@@ -237,8 +243,7 @@ class LiveSession:
                                  cpu_threads=o.cpu_threads, identify=False)
 
     def _decode(self, audio: np.ndarray) -> list[Word]:
-        result = run_asr(audio, self._asr_options(), manager=self.manager)
-        return list(result.words)
+        return list(run_asr(audio, self._asr_options(), manager=self.manager).words)
 
     def _partial(self, start: int, lag_s: float) -> list[LiveEvent]:
         o = self.options
@@ -268,13 +273,18 @@ class LiveSession:
             return []
         return [Delta(self._item_id, delta, partial, round(lag_s, 3))]
 
-    def _commit(self, start: int, end: int, lag_s: float) -> list[LiveEvent]:
-        """Utterance = pending audio [start, end): decode it, name its speakers, drop it."""
+    def _commit(self, start: int, end: int, lag_s: float, speech_end: int | None = None) -> list[LiveEvent]:
+        """Utterance = pending audio [start, end): decode it, name its speakers, drop it.
+
+        ``speech_end``: where VAD heard the speech end; words Whisper finds after it (in the
+        pause kept for the last word) are hallucinations ("and", "Thank you.") and dropped."""
         item = self._item_id
         t0, t1 = (self._offset + start) / SAMPLE_RATE, (self._offset + end) / SAMPLE_RATE
         audio = self._audio[start:end]
         events: list[LiveEvent] = [SpeechStopped(item, t1), Committed(item, self._previous_item, t0, t1)]
         words = self._decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
+        if speech_end is not None:
+            words = [w for w in words if w.start < (speech_end - start) / SAMPLE_RATE]
         stable_n = len(self._stable)
         tail = words[stable_n:] if len(words) > stable_n else []
         if tail:
