@@ -240,3 +240,43 @@ def test_auth_session_limit_and_disconnect_mid_utterance(server: RunningServer) 
     asyncio.run(scenario())
     with server.http() as http:
         assert http.get("/health/ready").status_code == 200
+
+
+def test_finished_session_becomes_a_job_with_the_offline_transcript(server: RunningServer) -> None:
+    """16 kHz (a saywho option), 12 s of sample.wav, then ``saywho.session.finish``: the
+    recording becomes a normal job, which the offline pipeline transcribes and diarizes."""
+    from saywho.audio.decode import load_audio
+
+    speech = _pcm16(load_audio(_sample()).samples[6 * 16000: 18 * 16000])
+
+    async def scenario() -> tuple[str, list[dict]]:
+        ws, _ = await _raw(server)
+        await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
+            "input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
+        await _next(ws, "session.updated")
+        for i in range(0, len(speech), 3200):
+            await ws.send(json.dumps({"type": "input_audio_buffer.append",
+                                      "audio": base64.b64encode(speech[i:i + 3200]).decode()}))
+            await asyncio.sleep(0.02)
+        await ws.send(json.dumps({"type": "saywho.session.finish"}))
+        seen = []
+        while True:
+            event = json.loads(await asyncio.wait_for(ws.recv(), 180))
+            seen.append(event)
+            if event["type"] in ("saywho.job.created", "error"):
+                break
+        await ws.close()
+        return seen[-1].get("job_id", ""), seen
+
+    job_id, seen = asyncio.run(scenario())
+    assert job_id, seen[-1]
+    assert any(e["type"].endswith("input_audio_transcription.completed") for e in seen)
+    with server.http() as http:
+        deadline = time.monotonic() + 240
+        while (job := http.get(f"/v1/jobs/{job_id}").json())["status"] not in ("finished", "failed", "cancelled"):
+            assert time.monotonic() < deadline, job
+            time.sleep(1)
+        assert job["status"] == "finished", job
+        assert job["filename"].startswith("live-")
+        result = http.get(f"/v1/jobs/{job_id}/result").json()
+        assert result["text"].strip() and len(result["speakers"]) >= 1

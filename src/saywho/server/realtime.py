@@ -22,16 +22,20 @@ import base64
 import binascii
 import json
 import logging
+import time
 import uuid
+import wave
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from saywho.errors import InvalidOptionError, SaywhoError, TooManyRequestsError
+from saywho.jobs.service import JobService
 from saywho.models.manager import ModelManager
 from saywho.server.errors import error_type
 from saywho.server.forms import stt_model
@@ -48,13 +52,37 @@ from saywho.streaming import (
     SpeechStopped,
 )
 from saywho.streaming.resample import StreamResampler, pcm16_to_float
-from saywho.types import SAMPLE_RATE
+from saywho.types import SAMPLE_RATE, TranscribeOptions
 
 logger = logging.getLogger(__name__)
 
 RATES = (24_000, 16_000)  # OpenAI's audio/pcm is 24 kHz; 16 kHz is a saywho option
 DEFAULT_RATE = 24_000
 TRANSCRIPTION = "conversation.item.input_audio_transcription"
+
+
+# A recording shorter than this is not worth a job.
+MIN_JOB_S = 1.0
+
+
+class Recording:
+    """16 kHz PCM16 WAV written as audio arrives (never held in memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._wav = wave.open(str(path), "wb")  # noqa: SIM115 - closed by close()
+        self._wav.setnchannels(1)
+        self._wav.setsampwidth(2)
+        self._wav.setframerate(SAMPLE_RATE)
+        self.samples = 0
+
+    def write(self, samples: np.ndarray) -> None:
+        self._wav.writeframes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+        self.samples += len(samples)
+
+    def close(self) -> tuple[Path, float]:
+        self._wav.close()
+        return self.path, self.samples / SAMPLE_RATE
 
 
 def _event_id() -> str:
@@ -98,8 +126,12 @@ def to_wire(event: LiveEvent, rate: int) -> dict[str, Any]:
 class RealtimeConnection:
     """One accepted socket: its session settings, the engine, and the queue between them."""
 
-    def __init__(self, ws: WebSocket, settings: Settings, manager: ModelManager, known: Any) -> None:
+    def __init__(self, ws: WebSocket, settings: Settings, manager: ModelManager, known: Any,
+                 jobs: JobService | None = None) -> None:
         self.ws = ws
+        self.jobs = jobs
+        self.recording: Recording | None = None  # the session's audio, kept for a job at the end
+        self.keep_audio = jobs is not None
         self.settings = settings
         self.manager = manager
         self.known = known
@@ -154,6 +186,7 @@ class RealtimeConnection:
         finally:
             worker.cancel()
             self.executor.shutdown(wait=False, cancel_futures=True)
+            await self._hand_off(notify=False)
 
     async def _handle(self, message: dict[str, Any]) -> None:
         text = message.get("text")
@@ -184,6 +217,8 @@ class RealtimeConnection:
                 await self.queue.put(("commit", event_id))
             elif kind == "input_audio_buffer.clear":
                 await self.queue.put(("clear", event_id))
+            elif kind == "saywho.session.finish":  # end the recording here: it becomes a job
+                await self.queue.put(("finish", event_id))
             elif kind in ("session.update", "transcription_session.update"):
                 await self._update(event.get("session"))
             else:
@@ -208,6 +243,11 @@ class RealtimeConnection:
         self.odd = raw[-1:] if len(raw) % 2 else b""
         samples = self.resampler(pcm16_to_float(raw[: len(raw) - len(self.odd)]))
         if len(samples):
+            if self.keep_audio:
+                if self.recording is None and self.jobs is not None:
+                    self.recording = Recording(self.jobs.incoming_path("live.wav"))
+                if self.recording is not None:
+                    self.recording.write(samples)
             self.backlog_s += len(samples) / SAMPLE_RATE
             await self.queue.put(("audio", samples))
 
@@ -252,9 +292,35 @@ class RealtimeConnection:
             else:
                 raise InvalidOptionError("turn_detection must be {'type': 'server_vad', ...} or null",
                                          param="session.audio.input.turn_detection")
+        extra = session.get("saywho")
+        if isinstance(extra, dict) and "keep_audio" in extra:
+            self.keep_audio = bool(extra["keep_audio"]) and self.jobs is not None
         if rate != self.rate:  # appends after this event are read at the new rate
             self.rate, self.resampler, self.odd = rate, StreamResampler(rate), b""
         await self.queue.put(("update", (options, model_name)))
+
+    async def _hand_off(self, *, notify: bool) -> None:
+        """The recording so far becomes a normal job (the offline pipeline re-diarizes it)."""
+        recording, self.recording = self.recording, None
+        if recording is None or self.jobs is None:
+            return
+        path, seconds = recording.close()
+        if seconds < MIN_JOB_S:
+            path.unlink(missing_ok=True)
+            return
+        filename = f"live-{time.strftime('%Y%m%d-%H%M%S')}.wav"
+        try:
+            job = await asyncio.to_thread(self.jobs.submit, path, filename=filename,
+                                          options=TranscribeOptions(model=self.options.model))
+        except SaywhoError as exc:
+            logger.warning("live session %s: recording not kept: %s", self.id, exc.message)
+            if notify:
+                await self.error(f"the recording could not become a job: {exc.message}", code=exc.code)
+            return
+        logger.info("live session %s -> job %s (%.1f s)", self.id, job.id, seconds)
+        if notify:
+            await self.send({"type": "saywho.job.created", "event_id": _event_id(), "job_id": job.id,
+                             "duration_s": round(seconds, 3)})
 
     async def _process(self) -> None:
         loop = asyncio.get_running_loop()
@@ -281,6 +347,12 @@ class RealtimeConnection:
                 if not events:
                     await self.error("the input audio buffer is empty: nothing to commit",
                                      code="input_audio_buffer_commit_empty", event_id=value)
+            elif kind == "finish":
+                events = await loop.run_in_executor(self.executor, self.engine.finish)
+                for event in events:
+                    await self.send(to_wire(event, self.rate))
+                events = []
+                await self._hand_off(notify=True)
             elif kind == "clear":
                 await loop.run_in_executor(self.executor, self.engine.clear)
                 await self.send({"type": "input_audio_buffer.cleared", "event_id": _event_id()})

@@ -56,6 +56,6 @@ async def realtime(ws: WebSocket) -> None:
         def known() -> dict:
             return library.known() if library.exists() else {}
 
-        await RealtimeConnection(ws, settings, app.state.realtime_models, known).run()
+        await RealtimeConnection(ws, settings, app.state.realtime_models, known, jobs=app.state.jobs).run()
     finally:
         app.state.realtime_sessions -= 1
