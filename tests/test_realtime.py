@@ -265,6 +265,12 @@ def test_finished_session_becomes_a_job_with_the_offline_transcript(server: Runn
             seen.append(event)
             if event["type"] in ("saywho.job.created", "error"):
                 break
+        # speakers can be named while the session runs
+        await ws.send(json.dumps({"type": "saywho.speaker.update", "label": "Speaker_0", "name": "Ada"}))
+        updated = await _next(ws, "saywho.speakers.updated")
+        assert {"label": "Speaker_0", "name": "Ada"}.items() <= updated["speakers"][0].items()
+        await ws.send(json.dumps({"type": "saywho.speaker.update", "label": "Speaker_99", "name": "Bo"}))
+        assert (await _next(ws, "error"))["error"]["code"] == "speaker_not_found"
         await ws.close()
         return seen[-1].get("job_id", ""), seen
 

@@ -217,6 +217,12 @@ class RealtimeConnection:
                 await self.queue.put(("commit", event_id))
             elif kind == "input_audio_buffer.clear":
                 await self.queue.put(("clear", event_id))
+            elif kind == "saywho.speaker.update":  # name a live speaker while the session runs
+                label, name = event.get("label"), event.get("name")
+                if not isinstance(label, str) or not (name is None or isinstance(name, str)):
+                    raise InvalidOptionError("saywho.speaker.update needs 'label' (Speaker_N) and 'name' "
+                                             "(a string, or null to forget it)", param="label")
+                await self.queue.put(("rename", (label, (name or "").strip() or None, event_id)))
             elif kind == "saywho.session.finish":  # end the recording here: it becomes a job
                 await self.queue.put(("finish", event_id))
             elif kind in ("session.update", "transcription_session.update"):
@@ -353,6 +359,15 @@ class RealtimeConnection:
                     await self.send(to_wire(event, self.rate))
                 events = []
                 await self._hand_off(notify=True)
+            elif kind == "rename":
+                label, name, event_id = value
+                if label not in {row["label"] for row in self.engine.speakers.summary()}:
+                    await self.error(f"no speaker '{label}' in this session", code="speaker_not_found",
+                                     param="label", event_id=event_id, status=404)
+                else:
+                    self.engine.speakers.rename(label, name)
+                    await self.send({"type": "saywho.speakers.updated", "event_id": _event_id(),
+                                     "speakers": self.engine.speakers.summary()})
             elif kind == "clear":
                 await loop.run_in_executor(self.executor, self.engine.clear)
                 await self.send({"type": "input_audio_buffer.cleared", "event_id": _event_id()})

@@ -36,6 +36,7 @@ class _Running:
     speech_s: float
     name: str | None = None
     score: float | None = None
+    pinned: bool = False  # named by the user: the library no longer renames it
 
 
 @dataclass(slots=True)
@@ -79,7 +80,7 @@ class OnlineSpeakers:
         return speaker
 
     def _name(self, speaker: _Running) -> None:
-        if self.known is None or speaker.speech_s <= 0:
+        if self.known is None or speaker.speech_s <= 0 or speaker.pinned:
             return
         try:
             known = self.known()
@@ -105,7 +106,7 @@ class OnlineSpeakers:
     def rename(self, label: str, name: str | None) -> None:
         for s in self._speakers:
             if s.label == label:
-                s.name, s.score = name, None
+                s.name, s.score, s.pinned = name, None, name is not None
 
     def summary(self) -> list[dict[str, object]]:
         return [{"label": s.label, "name": s.name, "speech_s": round(s.speech_s, 2)} for s in self._speakers]
