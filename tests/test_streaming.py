@@ -114,3 +114,14 @@ def test_saywho_live_prints_speaker_lines_and_json(tmp_path) -> None:
     # a source that does not exist: one line, non-zero
     bad = subprocess.run([*cmd[:4], str(tmp_path / "missing.wav")], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_live_labels_map_onto_final_speakers_by_shared_time() -> None:
+    from saywho.streaming.handoff import carried_names, map_labels
+    from saywho.types import SpeakerTurn as T
+
+    live = [T(0, 4, "Speaker_0"), T(4, 9, "Speaker_1"), T(9, 12, "Speaker_0"), T(12, 13, "Speaker_2")]
+    final = [T(0, 4.5, "Speaker_1"), T(4.5, 9, "Speaker_0"), T(9, 13, "Speaker_1")]
+    assert map_labels(live, final) == {"Speaker_0": "Speaker_1", "Speaker_1": "Speaker_0"}
+    assert carried_names(live, final, {"Speaker_0": "Ada", "Speaker_2": "Bo"}) == {"Speaker_1": "Ada"}
+    assert map_labels([], final) == {}

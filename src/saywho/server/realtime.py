@@ -36,6 +36,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from saywho.errors import InvalidOptionError, SaywhoError, TooManyRequestsError
 from saywho.jobs.service import JobService
+from saywho.jobs.store import TERMINAL
 from saywho.models.manager import ModelManager
 from saywho.server.errors import error_type
 from saywho.server.forms import stt_model
@@ -51,8 +52,9 @@ from saywho.streaming import (
     SpeechStarted,
     SpeechStopped,
 )
+from saywho.streaming.handoff import carried_names
 from saywho.streaming.resample import StreamResampler, pcm16_to_float
-from saywho.types import SAMPLE_RATE, TranscribeOptions
+from saywho.types import SAMPLE_RATE, SpeakerTurn, TranscribeOptions
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ DEFAULT_RATE = 24_000
 TRANSCRIPTION = "conversation.item.input_audio_transcription"
 
 
+# Tasks that outlive their socket (names carried to a job); held here so they are not collected.
+_BACKGROUND: set[asyncio.Task[None]] = set()
 # A recording shorter than this is not worth a job.
 MIN_JOB_S = 1.0
 
@@ -83,6 +87,29 @@ class Recording:
     def close(self) -> tuple[Path, float]:
         self._wav.close()
         return self.path, self.samples / SAMPLE_RATE
+
+
+async def carry_names(jobs: JobService, job_id: str, live: list[SpeakerTurn], names: dict[str, str],
+                      *, poll_s: float = 1.0, timeout_s: float = 6 * 3600.0) -> None:
+    """When the job has finished, give its speakers the names their live speakers had."""
+    waited = 0.0
+    while waited < timeout_s:
+        try:
+            job = await asyncio.to_thread(jobs.store.get, job_id)
+        except SaywhoError:  # deleted meanwhile
+            return
+        if job.state in TERMINAL:
+            break
+        await asyncio.sleep(poll_s)
+        waited += poll_s
+    try:
+        transcript = await asyncio.to_thread(jobs.store.result, job_id)
+        if transcript.diarization is None:
+            return
+        for label, name in carried_names(live, transcript.diarization.turns, names).items():
+            await asyncio.to_thread(jobs.name_speaker, job_id, label, name)
+    except SaywhoError as exc:
+        logger.info("live names not carried to job %s: %s", job_id, exc.message)
 
 
 def _event_id() -> str:
@@ -132,6 +159,7 @@ class RealtimeConnection:
         self.jobs = jobs
         self.recording: Recording | None = None  # the session's audio, kept for a job at the end
         self.keep_audio = jobs is not None
+        self.live_turns: list[SpeakerTurn] = []  # who spoke when, live (mapped onto the job's speakers)
         self.settings = settings
         self.manager = manager
         self.known = known
@@ -305,6 +333,12 @@ class RealtimeConnection:
             self.rate, self.resampler, self.odd = rate, StreamResampler(rate), b""
         await self.queue.put(("update", (options, model_name)))
 
+    async def _emit(self, events: list[LiveEvent]) -> None:
+        for event in events:
+            if isinstance(event, SpeakerSegment):
+                self.live_turns.append(SpeakerTurn(start=event.start, end=event.end, speaker=event.speaker))
+            await self.send(to_wire(event, self.rate))
+
     async def _hand_off(self, *, notify: bool) -> None:
         """The recording so far becomes a normal job (the offline pipeline re-diarizes it)."""
         recording, self.recording = self.recording, None
@@ -324,6 +358,12 @@ class RealtimeConnection:
                 await self.error(f"the recording could not become a job: {exc.message}", code=exc.code)
             return
         logger.info("live session %s -> job %s (%.1f s)", self.id, job.id, seconds)
+        names = {row["label"]: row["name"] for row in self.engine.speakers.summary() if row["name"]}
+        if names:  # runs on after the socket closes; ends with the job
+            task = asyncio.create_task(carry_names(self.jobs, job.id, list(self.live_turns), names))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+        self.live_turns = []
         if notify:
             await self.send({"type": "saywho.job.created", "event_id": _event_id(), "job_id": job.id,
                              "duration_s": round(seconds, 3)})
@@ -354,10 +394,7 @@ class RealtimeConnection:
                     await self.error("the input audio buffer is empty: nothing to commit",
                                      code="input_audio_buffer_commit_empty", event_id=value)
             elif kind == "finish":
-                events = await loop.run_in_executor(self.executor, self.engine.finish)
-                for event in events:
-                    await self.send(to_wire(event, self.rate))
-                events = []
+                await self._emit(await loop.run_in_executor(self.executor, self.engine.finish))
                 await self._hand_off(notify=True)
             elif kind == "rename":
                 label, name, event_id = value
@@ -379,10 +416,8 @@ class RealtimeConnection:
                     self.engine = LiveSession(options, manager=self.manager, known=self.known)
                     self.engine.speakers = speakers
                 self.options, self.model_name = options, model_name
-                for event in events:
-                    await self.send(to_wire(event, self.rate))
+                await self._emit(events)
                 events = []
                 await self.send({"type": "session.updated", "event_id": _event_id(),
                                  "session": self.session_object()})
-            for event in events:
-                await self.send(to_wire(event, self.rate))
+            await self._emit(events)
