@@ -22,7 +22,17 @@ from saywho.jobs.service import JobService
 from saywho.server import errors
 from saywho.server.errors import error_body
 from saywho.server.inference import InferenceService
-from saywho.server.routers import chunks, dashboard, health, jobs, models, realtime, speakers, speech, transcriptions
+from saywho.server.routers import (
+    chunks,
+    dashboard,
+    health,
+    jobs,
+    models,
+    realtime,
+    speakers,
+    speech,
+    transcriptions,
+)
 from saywho.settings import Settings
 
 logger = logging.getLogger(__name__)
