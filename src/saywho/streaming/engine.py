@@ -309,14 +309,14 @@ class LiveSession:
         centers = embedding.feature_frame_centers(len(features))  # (T,)
         frame_sets = [np.flatnonzero((centers >= p[0].start) & (centers < p[-1].end)) for p in pieces]
         vectors = embedding.embed_frame_sets(features, frame_sets)  # (pieces, 192); too short: zeros
-        labels = []
+        found: list[str | None] = []
         for piece, vector in zip(pieces, vectors, strict=True):
             if np.linalg.norm(vector) > 0:
-                labels.append(self.speakers.assign(vector, piece[-1].end - piece[0].start))
+                found.append(self.speakers.assign(vector, piece[-1].end - piece[0].start))
             else:  # too short to fingerprint: the speaker before it (or after it)
-                labels.append(labels[-1] if labels else None)
-        fallback = next((x for x in labels if x is not None), None) or self.speakers.last_label() or "Speaker_0"
-        labels = [x or fallback for x in labels]
+                found.append(found[-1] if found else None)
+        fallback = next((x for x in found if x is not None), None) or self.speakers.last_label() or "Speaker_0"
+        labels = [x or fallback for x in found]
         events: list[LiveEvent] = []
         run: list[Word] = []
         for i, piece in enumerate(pieces):

@@ -89,7 +89,8 @@ class OnlineSpeakers:
             return
         if not known:
             return
-        _, names, scores = similarity_matrix({speaker.label: speaker.centroid}, known)  # (1, N)
+        centroid = speaker.centroid / max(float(np.linalg.norm(speaker.centroid)), 1e-12)
+        _, names, scores = similarity_matrix({speaker.label: list(centroid)}, known)  # (1, N)
         if scores.size == 0:
             return
         best = int(np.argmax(scores[0]))
