@@ -56,7 +56,7 @@ test: install system-deps axe lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow and not browser"
+	$(BIN)/python -m pytest -q -m "not slow and not browser and not fuzz"
 
 lint: install
 	$(BIN)/python -m ruff check src tests bench

@@ -1,11 +1,14 @@
 """A short, bounded load run against ``saywho serve`` on loopback.
 
 Starts its own server on 127.0.0.1 (or uses ``--url`` if it is a loopback address),
-runs N clients (the official ``openai`` package) for T seconds, and prints requests/s,
-p50/p95 latency, errors, and the resident memory of the server and its worker before
-and after the run.
+runs N clients (the official ``openai`` package) for T seconds or R requests each, and
+prints requests/s, p50/p95 latency, 5xx answers, 429s (a full queue: expected under
+burst), other errors, and the resident memory of the server and its worker before and
+after the run.
 
     .venv/bin/python bench/load.py --clients 3 --seconds 60 --kind mixed
+    .venv/bin/python bench/load.py --clients 12 --requests 1 --kind transcribe   # a burst
+    .venv/bin/python bench/load.py --clients 1 --requests 200 --kind transcribe  # sequential
 """
 
 from __future__ import annotations
@@ -108,12 +111,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=3, help=f"concurrent clients (1-{MAX_CLIENTS})")
     parser.add_argument("--seconds", type=float, default=60, help=f"run time (at most {MAX_SECONDS})")
+    parser.add_argument("--requests", type=int, help="requests per client (instead of --seconds)")
     parser.add_argument("--kind", choices=(*KINDS, "mixed"), default="mixed")
     parser.add_argument("--slots", type=int, default=1, help="server inference slots")
     parser.add_argument("--queue", type=int, default=8, help="server queue size")
     parser.add_argument("--url", help="an already running loopback server (default: start one)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args()
+    if args.requests is not None and not 1 <= args.requests <= 1000:
+        parser.error("--requests must be 1-1000")
     if not 1 <= args.clients <= MAX_CLIENTS or not 0 < args.seconds <= MAX_SECONDS:
         parser.error(f"--clients must be 1-{MAX_CLIENTS} and --seconds at most {MAX_SECONDS}")
     if args.url and urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
@@ -141,28 +147,35 @@ def main() -> int:
         errors: Counter[str] = Counter()
         lock = threading.Lock()
         stop_at = time.monotonic() + args.seconds
+        statuses: Counter[int] = Counter()
 
         def run_client(index: int) -> None:
             c = openai.OpenAI(base_url=f"{url}/v1", api_key="bench", max_retries=0, timeout=300)
             i = index
-            while time.monotonic() < stop_at:
+            while (i - index < args.requests) if args.requests else time.monotonic() < stop_at:
                 kind = kinds[i % len(kinds)]
                 i += 1
                 started = time.perf_counter()
                 try:
                     one_request(c, kind, clip)
                 except Exception as exc:
+                    status = getattr(exc, "status_code", 0) or 0
                     with lock:
-                        errors[f"{kind}: {type(exc).__name__} {getattr(exc, 'status_code', '')}".strip()] += 1
+                        statuses[status] += 1
+                        if status != 429:
+                            errors[f"{kind}: {type(exc).__name__} {status or ''}".strip()] += 1
                     continue
                 with lock:
                     latencies.append(time.perf_counter() - started)
 
         samples: list[float] = []  # worker RSS every 5 s: growth shows as a rising second half
 
+        server_samples: list[float] = []
+
         def sample_memory() -> None:
-            while time.monotonic() < stop_at:
+            while any(t.is_alive() for t in threads[:-1]):
                 samples.append(round(rss_mib(worker_pid), 1))
+                server_samples.append(round(rss_mib(server_pid), 1))
                 time.sleep(5)
 
         started = time.monotonic()
@@ -183,7 +196,10 @@ def main() -> int:
             "p50_s": round(statistics.median(ordered), 3) if ordered else None,
             "p95_s": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 3) if ordered else None,
             "errors": sum(errors.values()), "error_kinds": dict(errors),
+            "server_errors_5xx": sum(n for s, n in statuses.items() if s >= 500),
+            "rejected_429": statuses.get(429, 0),
             "rss_server_mib": [round(rss_before[0], 1), round(rss_after[0], 1)],
+            "rss_server_max_mib": max(server_samples, default=None),
             "rss_worker_mib": [round(rss_before[1], 1), round(rss_after[1], 1)],
             "rss_worker_samples_mib": samples,
             "rss_worker_growth_second_half_mib": round(samples[-1] - samples[len(samples) // 2], 1) if samples else None,

@@ -31,7 +31,7 @@ def make_client(settings: Settings, transcriber):
     app = create_app(settings, inference=_NoInference())
     app.state.jobs.runner.transcriber = transcriber
     app.state.jobs.runner.progress_interval_s = 0
-    return fastapi_testclient.TestClient(app)
+    return fastapi_testclient.TestClient(app, base_url="http://localhost")
 
 
 def finished_job(client, tmp_path, name="meeting.wav"):

@@ -182,9 +182,9 @@ def test_events_arrive_without_polling_the_store(settings, wav, monkeypatch) -> 
         calls: list[str] = []
         real_get = store.get
 
-        def counting_get(job_id):
+        def counting_get(job_id, **kwargs):
             calls.append(threading.current_thread().name)
-            return real_get(job_id)
+            return real_get(job_id, **kwargs)
 
         monkeypatch.setattr(store, "get", counting_get)
         job_id = submit(client, wav).json()["id"]

@@ -202,7 +202,7 @@ def make_client(settings: Settings, transcriber) -> TestClient:
     app = create_app(settings, inference=_NoInference())
     app.state.jobs.runner.transcriber = transcriber
     app.state.jobs.runner.progress_interval_s = 0
-    return TestClient(app)
+    return TestClient(app, base_url="http://localhost")
 
 
 @pytest.fixture

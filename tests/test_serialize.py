@@ -28,7 +28,8 @@ def _every_field_changed() -> TranscribeOptions:
     here without a non-default value, so the round trip below covers it)."""
     options = TranscribeOptions(
         model="base", language="fr", task="translate", diarize=False, speakers=SpeakerCount(min=2, max=5),
-        initial_prompt="Glossary: saywho", temperature=0.3, beam_size=5, vad_filter=False, device="cuda",
+        initial_prompt="Glossary: saywho", hotwords="saywho", temperature=(0.0, 0.3), condition_on_previous_text=False,
+        beam_size=5, vad_filter=False, device="cuda",
         compute_type="float16", cpu_threads=3, identify=False, block_gap_s=0.7,
     )
     defaults = TranscribeOptions()

@@ -135,9 +135,20 @@ def test_worker_crash_hang_device_error_and_budget() -> None:
             status = service.status()
             assert status["state"] == "degraded"
             assert "restart budget exhausted" in status["reason"] and "device error" in status["reason"]
+            assert len(status["reason"]) < 600
             with pytest.raises(BackendUnavailable) as degraded:
                 await service.run("loaded", {}, deadline_s=30)
-            assert degraded.value.retry_after > 60  # until the window lets a restart happen
+            assert 1 <= degraded.value.retry_after <= 4  # the first backoff (2 s), not the window
+            for _ in range(5):  # the reason never nests, however many requests meet it
+                with pytest.raises(BackendUnavailable) as again:
+                    await service.run("loaded", {}, deadline_s=30)
+                assert again.value.message.count("restart budget") == 1 and len(again.value.message) < 700
+
+            # 4. Past the budget the worker still comes back, after the backoff.
+            started = time.monotonic()
+            while service.status()["state"] != "ready" and time.monotonic() - started < 60:
+                await asyncio.sleep(0.1)
+            assert await service.run("loaded", {}, deadline_s=30) == []
 
         asyncio.run(scenario())
     finally:
@@ -179,3 +190,18 @@ def test_api_keys_cors_and_error_shape(tmp_path) -> None:
     assert r.json()["error"]["type"] == "invalid_request_error"
     r = client.get("/v1/nothing-here", headers={"Authorization": "Bearer k1"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_worker_memory_limit_turns_oom_into_a_503_and_a_restart() -> None:
+    service = _service(worker_memory_mb=3072)
+    try:
+        async def scenario() -> None:
+            pid = service.status()["worker_pid"]
+            with pytest.raises(BackendUnavailable, match="out of memory"):
+                await service.run("loaded", {"fault": "oom"}, deadline_s=30)
+            assert await service.run("loaded", {}, deadline_s=30) == []  # a fresh worker
+            assert service.status()["worker_pid"] != pid
+
+        asyncio.run(scenario())
+    finally:
+        service.stop()

@@ -55,7 +55,8 @@ def test_a_voice_enrolled_with_the_cli_is_known_to_the_server(home, tmp_path) ->
 
         def stop(self, timeout: float = 5.0) -> None: ...
 
-    with fastapi_testclient.TestClient(create_app(Settings(), inference=NoInference())) as client:
+    with fastapi_testclient.TestClient(create_app(Settings(), inference=NoInference()),
+                                       base_url="http://localhost") as client:
         speakers = client.get("/v1/speakers").json()["data"]
     assert [s["name"] for s in speakers] == ["Ada"]
 

@@ -15,14 +15,24 @@ from fastapi.testclient import TestClient
 from saywho.audio.decode import write_wav
 from saywho.server.app import create_app
 from saywho.server.routers import speakers as speakers_router
+from saywho.server.worker import _samples as worker_samples
 from saywho.settings import Settings
 from saywho.speakers.library import SpeakerLibrary
+from saywho.speakers.service import fingerprint_from_audio
 
 
 class _NoInference:
+    """The worker's fingerprint job, run in this process (decoding included)."""
+
+    fingerprint = staticmethod(fingerprint_from_audio)
+
     def start(self) -> None: ...
 
     def stop(self, timeout: float = 5.0) -> None: ...
+
+    async def run(self, kind: str, payload: dict, **_: object) -> object:
+        assert kind == "fingerprint"
+        return self.fingerprint(worker_samples(payload), start=payload["start"], end=payload["end"])
 
 
 def voice(seed: int) -> np.ndarray:
@@ -44,7 +54,7 @@ def settings(tmp_path):
 @pytest.fixture
 def client(settings):
     app = create_app(settings, routers=[speakers_router.router], inference=_NoInference())
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://localhost") as c:
         yield c
 
 
@@ -120,7 +130,7 @@ def test_multipart_enrolment_uses_the_file(client, tmp_path, monkeypatch):
         seen.append((len(samples), start, end))
         return voice(len(seen)).astype(np.float32), 3.0
 
-    monkeypatch.setattr(speakers_router, "fingerprint_from_audio", fake)
+    monkeypatch.setattr(_NoInference, "fingerprint", staticmethod(fake))
     clip = wav_bytes(np.random.default_rng(0).standard_normal(16_000).astype(np.float32) * 0.1, tmp_path)
     r = client.post("/v1/speakers", data={"name": "Ada", "start": "0.5", "end": "1"},
                     files=[("file", ("a.wav", io.BytesIO(clip), "audio/wav")),

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 Migration = Sequence[str] | Callable[[sqlite3.Connection], None]
 
 BUSY_TIMEOUT_S = 30.0
+RECOVERY_HINT = ("restore it from a backup, or move it aside (keeping it) so that saywho starts a new one, "
+                 "or point SAYWHO_DB_PATH elsewhere")
 
 
 class DatabaseError(SaywhoError):
@@ -50,7 +52,7 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot open the database {path}: {exc}") from None
+        raise DatabaseError(f"cannot open the database {path}: {exc}; {RECOVERY_HINT}") from None
     return conn
 
 
@@ -79,8 +81,13 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> int:
     Returns the version the file is at.
     """
     target = len(migrations)
-    with transaction(conn):
-        current = schema_version(conn)
+    try:
+        with transaction(conn):
+            current = schema_version(conn)
+    except sqlite3.DatabaseError as exc:  # damaged: name the file and the way out, in one line
+        name = conn.execute("PRAGMA database_list").fetchone()[2] if not isinstance(exc, sqlite3.OperationalError) \
+            else "the database"
+        raise DatabaseError(f"cannot read {name}: {exc}; {RECOVERY_HINT}") from None
     if current > target:
         raise DatabaseError(
             f"the database is at schema version {current}, newer than this saywho knows ({target}); "

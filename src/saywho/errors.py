@@ -78,8 +78,14 @@ class BackendUnavailable(SaywhoError):
 
 
 class TooManyRequestsError(SaywhoError):
+    """Full: the client should come back after ``retry_after`` seconds (sent as ``Retry-After``)."""
+
     status_code = 429
     code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: float = 5.0, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after
 
 
 class ModelDownloadError(SaywhoError):
@@ -90,6 +96,8 @@ class ModelDownloadError(SaywhoError):
 
 
 class InsufficientStorageError(SaywhoError):
+    """The disk is (nearly) full: nothing was accepted, nothing was left behind."""
+
     status_code = 507
     code = "insufficient_storage"
 

@@ -59,12 +59,19 @@ class Settings(BaseSettings):
     deadline_per_audio_s: float = Field(2.0, ge=0, description="extra deadline per second of audio")
     restart_budget: int = Field(3, ge=0, description="worker restarts allowed per restart_window_s")
     restart_window_s: float = 1800.0
+    restart_backoff_s: float = Field(2.0, gt=0, description="past the budget: first delayed restart")
+    restart_backoff_max_s: float = Field(60.0, gt=0, description="past the budget: longest delay between restarts")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with 503 while the worker restarts")
+    deep_health_cache_s: float = Field(60.0, ge=0, description="/health/deep answers from a probe this recent")
     ready_wait_s: float = Field(60.0, ge=0, description="how long a request waits for a (re)starting worker")
     cpu_threads: int = 0
+    worker_memory_mb: int = Field(0, ge=0, description="cap on the worker's memory (RLIMIT_DATA); 0: none")
 
     # Access.
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty: no auth")
+    admin_keys: list[str] = Field(default_factory=list, description="Bearer keys that see every key's jobs")
+    trusted_hosts: list[str] = Field(default_factory=list,
+                                     description="with no key: Host names served besides loopback ('*': any)")
     cors_origins: list[str] = Field(default_factory=list)
 
     # Storage (used by jobs and the speaker library).
@@ -75,6 +82,9 @@ class Settings(BaseSettings):
     speakers_db: Path | None = None
     # Background jobs (POST /v1/jobs): processed, stored and resumed chunk by chunk.
     job_chunk_s: float = Field(300.0, gt=0, description="chunk length of background jobs, in seconds")
+    max_queued_jobs: int = Field(8, ge=0, description="jobs queued or running at once; beyond: 429 (0: no limit)")
+    job_max_attempts: int = Field(3, ge=1, description="a job that crashed the worker this often fails")
+    min_free_bytes: int = Field(200 * 1024 * 1024, ge=0, description="disk space kept free when accepting a job")
 
     # Test-only: lets a request ask the worker to crash, hang or report a device error
     # (header ``X-Saywho-Fault: crash|hang|device``). Never enable in production.
@@ -95,6 +105,12 @@ class Settings(BaseSettings):
         if self.speakers_db is None:
             self.speakers_db = self.data_dir / "speakers.db"
         return self
+
+    def speaker_library_for(self, owner: str | None) -> Path:
+        """The speaker library of a key's owner id (its own file), or the shared one (no key, admin)."""
+        if owner is None:
+            return Path(self.speakers_db or self.data_dir / "speakers.db")
+        return self.data_dir / "speakers" / f"{owner}.db"
 
     def deadline_for(self, duration_s: float) -> float:
         """Seconds an inference call on ``duration_s`` of audio may take before it is a hang."""

@@ -13,11 +13,11 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from saywho.errors import AudioDecodeError
+from saywho.errors import AudioDecodeError, AudioTooLongError
 from saywho.types import SAMPLE_RATE
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def _name(source: AudioSource) -> str:
     return getattr(source, "name", None) or "<upload>"
 
 
-def _open(source: AudioSource):
+def _open(source: AudioSource) -> Any:  # an av container
     import av
 
     if isinstance(source, (str, os.PathLike)):
@@ -83,7 +83,7 @@ def _mono(planes: np.ndarray) -> np.ndarray:
     return planes.mean(axis=0)
 
 
-def _declared_duration(container, stream) -> float | None:
+def _declared_duration(container: Any, stream: Any) -> float | None:
     """The duration a header promises (None when the container only estimates it)."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
@@ -97,12 +97,15 @@ def _short(exc: BaseException) -> str:
 
 
 def stream_audio(
-    source: AudioSource, *, block_s: float = 30.0, warnings: list[str] | None = None
+    source: AudioSource, *, block_s: float = 30.0, warnings: list[str] | None = None,
+    max_s: float | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode incrementally, yielding float32 mono 16 kHz blocks of about ``block_s``.
 
     The whole file is never held in memory. Problems met after some audio was
     decoded are appended to ``warnings`` (when given) and logged; decoding stops there.
+    With ``max_s``, decoding stops with ``AudioTooLongError`` as soon as more than
+    ``max_s`` seconds came out (whatever the header said).
     """
     import av
 
@@ -133,9 +136,12 @@ def stream_audio(
             for out in resampler.resample(None):
                 yield _mono(out.to_ndarray())
 
+        limit = None if max_s is None else int(max_s * SAMPLE_RATE)
         for samples in frames():
             pending.append(samples.astype(np.float32, copy=False))
             pending_len += len(samples)
+            if limit is not None and produced + pending_len > limit:
+                raise AudioTooLongError(f"{_name(source)}: the audio lasts more than {max_s:.0f} s, the limit")
             while pending_len >= block:
                 joined = np.concatenate(pending)
                 yield joined[:block]
@@ -154,7 +160,7 @@ def stream_audio(
             if warnings is not None:
                 warnings.append(message)
             logger.warning("%s", message)
-    except AudioDecodeError:
+    except (AudioDecodeError, AudioTooLongError):
         raise
     except Exception as exc:
         if produced == 0 and pending_len == 0:
@@ -167,10 +173,11 @@ def stream_audio(
         container.close()
 
 
-def decode_audio(source: AudioSource) -> DecodedAudio:
-    """Decode a whole file (path, bytes or file object) to 16 kHz mono float32."""
+def decode_audio(source: AudioSource, *, max_s: float | None = None) -> DecodedAudio:
+    """Decode a whole file (path, bytes or file object) to 16 kHz mono float32
+    (at most ``max_s`` seconds: beyond, ``AudioTooLongError``)."""
     warnings: list[str] = []
-    blocks = list(stream_audio(source, warnings=warnings))
+    blocks = list(stream_audio(source, warnings=warnings, max_s=max_s))
     if not blocks:
         if warnings:
             raise AudioDecodeError(warnings[0].replace("; kept what was decodable", ""))
@@ -192,8 +199,11 @@ def load_audio(source: AudioSource | np.ndarray) -> DecodedAudio:
     return decode_audio(source)
 
 
-def probe_duration(source: str | os.PathLike[str]) -> float | None:
-    """Container duration in seconds without decoding, or None when unknown."""
+def probe_duration(source: AudioSource) -> float | None:
+    """Container duration in seconds without decoding, or None when unknown.
+
+    Reads the header only (a path, bytes or a file object), so it is cheap whatever the
+    file holds: the admission check before any full decode."""
     container = _open(source)
     try:
         stream = container.streams.audio[0]

@@ -60,6 +60,9 @@ def add_decoding_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--hotwords", metavar="TEXT", help="words or phrases to favour (names, jargon)")
     g.add_argument("--vad", action=argparse.BooleanOptionalAction, default=True,
                    help="skip long silences with Silero VAD before ASR (default: on)")
+    g.add_argument("--condition-on-previous-text", action=argparse.BooleanOptionalAction, default=False,
+                   help="feed each window the text of the previous one (faster-whisper's default; off here: "
+                   "with temperature 0 it can loop)")
 
 
 def _temperatures(value: str) -> float | tuple[float, ...]:
@@ -116,6 +119,7 @@ def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
         initial_prompt=getattr(args, "initial_prompt", None) or None,
         hotwords=getattr(args, "hotwords", None) or None,
         vad_filter=getattr(args, "vad", True),
+        condition_on_previous_text=getattr(args, "condition_on_previous_text", False),
         model=args.model or default_asr_model(),
         language=args.language,
         task=args.task,

@@ -10,6 +10,7 @@ nobody polls the database for progress.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import queue
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from saywho.errors import NotFoundError, SaywhoError
+from saywho.errors import BackendUnavailable, NotFoundError, SaywhoError
 from saywho.jobs.events import JobBroadcaster
 from saywho.jobs.store import (
     FAILED,
@@ -80,9 +81,13 @@ class JobChunkStore:
         self.audio_dir.mkdir(parents=True, exist_ok=True)
         path = Path(self.audio_path(chunk))
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(samples, dtype=np.float32))
-        tmp.replace(path)
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, np.asarray(samples, dtype=np.float32))
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial chunk behind
+            raise
 
     def drop_audio(self, chunk: Any) -> None:
         Path(self.audio_path(chunk)).unlink(missing_ok=True)
@@ -149,7 +154,8 @@ class JobProgress:
             self._scale("chunks", completed=self._done, total=self._total)
         elif step == "decode":
             self._scale("plan", completed=completed, total=total)
-        elif step == "clustering" and self._chunked:
+        elif step == "clustering" and self._chunked and self._done >= self._total:
+            # the global speakers after the last chunk (a chunk's own clustering is one of its steps)
             self._scale("stitch", completed=completed, total=total)
         else:
             self._inner(step, completed=completed, total=total)
@@ -218,7 +224,8 @@ class JobRunner:
     """
 
     def __init__(self, store: JobStore, transcriber: Transcriber, *, workers: int = 1,
-                 progress_interval_s: float = 0.25, events: JobBroadcaster | None = None) -> None:
+                 progress_interval_s: float = 0.25, events: JobBroadcaster | None = None,
+                 max_attempts: int = 3, retry_delay_s: float = 2.0) -> None:
         self.store = store
         self.events = events if events is not None else JobBroadcaster()
         self.transcriber = transcriber
@@ -229,6 +236,10 @@ class JobRunner:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._running: set[str] = set()
+        self.max_attempts = max(1, max_attempts)
+        self.retry_delay_s = retry_delay_s
+        self._stopping = threading.Event()
+        self._unrecorded: dict[str, dict[str, Any]] = {}  # failures the store could not take yet
 
     def start(self) -> list[str]:
         """Start the worker threads; returns the ids of jobs resumed from a previous run."""
@@ -246,6 +257,7 @@ class JobRunner:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask running jobs to stop (they stay ``running`` in the store and resume next start)."""
+        self._stopping.set()
         with self._lock:
             for event in self._cancel.values():
                 event.set()
@@ -309,6 +321,12 @@ class JobRunner:
             return  # deleted while queued
         if job.done:
             return
+        if job.attempts >= self.max_attempts:  # it stopped the server or its worker every time
+            self._fail(LiveJob(job, self.events), {
+                "message": f"the job was interrupted {job.attempts} times (its worker or the server stopped "
+                           "while it ran); it is not retried again", "code": "too_many_attempts",
+                "type": "JobAttemptsExhausted"})
+            return
         self.store.mark_running(job_id)
         live = LiveJob(self.store.get(job_id), self.events)
         job = live.job
@@ -343,11 +361,31 @@ class JobRunner:
         except JobCancelled:
             logger.info("job %s: stopped", job_id)
             return  # deleted (rows gone) or the server is stopping (resumes next start)
+        except BackendUnavailable as exc:  # the worker died under it (or hung): retry, a few times
+            if cancelled.is_set():  # deleted, or the server is stopping (its worker with it): not a crash
+                logger.info("job %s: stopped", job_id)
+                return
+            attempts = self.store.get(job_id).attempts if self.store.exists(job_id) else self.max_attempts
+            if attempts < self.max_attempts and not cancelled.wait(self.retry_delay_s):
+                logger.warning("job %s: attempt %d failed (%s); retrying", job_id, attempts, exc.message)
+                self._queue.put(job_id)
+                return
+            logger.error("job %s failed after %d attempts: %s", job_id, attempts, exc.message)
+            self._fail(live, {"message": f"the inference worker failed {attempts} times on this job; "
+                                         f"last: {exc.message}", "code": "worker_crashed",
+                              "type": type(exc).__name__})
+            return
         except SaywhoError as exc:
             logger.warning("job %s failed: %s", job_id, exc.message)
             self._fail(live, {"message": exc.message, "code": exc.code, "type": type(exc).__name__})
             return
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                logger.error("job %s failed: the disk is full", job_id)
+                self._fail(live, {"message": f"the disk is full: {exc.strerror or exc}; free some space and "
+                                             "submit the job again", "code": "insufficient_storage",
+                                  "type": "InsufficientStorageError"})
+                return
             logger.exception("job %s failed", job_id)
             self._fail(live, {"message": f"{type(exc).__name__}: {exc}", "code": "internal_error",
                                 "type": type(exc).__name__})
@@ -359,9 +397,35 @@ class JobRunner:
 
     def _fail(self, live: LiveJob, error: dict[str, Any]) -> None:
         job_id = live.job.id
-        if self.store.exists(job_id):
-            self.store.fail(job_id, error)
-            live.failed(error)
+        live.failed(error)  # followers hear it even when the store cannot take it yet
+        try:
+            if self.store.exists(job_id):
+                self.store.fail(job_id, error)
+            return
+        except Exception as exc:  # e.g. the disk is full: record it once there is space again
+            logger.error("job %s: cannot record its failure yet (%s); retrying in the background", job_id, exc)
+        with self._lock:
+            first = not self._unrecorded
+            self._unrecorded[job_id] = error
+        if first:
+            threading.Thread(target=self._record_failures, daemon=True, name="job-fail-recorder").start()
+
+    def _record_failures(self) -> None:
+        while not self._stopping.wait(self.retry_delay_s):
+            with self._lock:
+                pending = dict(self._unrecorded)
+            for job_id, error in pending.items():
+                try:
+                    if self.store.exists(job_id):
+                        self.store.fail(job_id, error)
+                except Exception:
+                    continue
+                logger.info("job %s: its failure is recorded now", job_id)
+                with self._lock:
+                    self._unrecorded.pop(job_id, None)
+            with self._lock:
+                if not self._unrecorded:
+                    return
 
 
 # ---------------------------------------------------------------------------

@@ -5,6 +5,7 @@ touches HTTP: ``server/routers/jobs.py`` is a thin layer on top.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import uuid
@@ -12,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from saywho.audio.decode import probe_duration, remux, stream_audio
-from saywho.errors import AudioDecodeError, AudioTooLongError, InvalidOptionError, PayloadTooLargeError
+from saywho.errors import (
+    AudioDecodeError,
+    AudioTooLongError,
+    InsufficientStorageError,
+    PayloadTooLargeError,
+    TooManyRequestsError,
+)
 from saywho.jobs.events import JobDeleted, JobEvent, follow_job
 from saywho.jobs.runner import JobRunner, Transcriber, default_transcriber
 from saywho.jobs.store import Job, JobStore, new_job_id, options_to_dict
@@ -39,7 +46,12 @@ def probe_upload(path: Path, *, max_duration_s: float) -> float:
     the file is decoded as a stream (MediaRecorder's WebM declares none).
     """
     declared = probe_duration(path)
-    blocks = stream_audio(path, block_s=30.0)
+    if declared is not None and declared > max_duration_s:  # refused on the header alone
+        raise AudioTooLongError(f"the audio lasts {declared:.0f} s; the limit is {max_duration_s:.0f} s",
+                                param="file")
+    # A short first block proves the stream decodes; with no declared duration, decoding
+    # (bounded memory) stops as soon as the limit is passed.
+    blocks = stream_audio(path, block_s=5.0 if declared is not None else 30.0, max_s=max_duration_s)
     try:
         first = next(blocks, None)
         if first is None or not len(first):
@@ -69,6 +81,11 @@ def save_upload(source: BinaryIO, target: Path, *, max_bytes: int) -> int:
                 if size > max_bytes:
                     raise PayloadTooLargeError(f"the upload is over the limit of {max_bytes} bytes", param="file")
                 out.write(block)
+    except OSError as exc:
+        target.unlink(missing_ok=True)
+        if exc.errno == errno.ENOSPC:
+            raise InsufficientStorageError("the disk is full: the upload could not be saved") from None
+        raise
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -83,21 +100,28 @@ class JobService:
     """
 
     def __init__(self, store: JobStore, runner: JobRunner, *, max_duration_s: float = 3 * 3600.0,
-                 max_upload_bytes: int = 1 << 30, library_path: str | os.PathLike[str] | None = None) -> None:
+                 max_upload_bytes: int = 1 << 30, library_path: str | os.PathLike[str] | None = None,
+                 max_unfinished: int = 0, min_free_bytes: int = 0, retry_after_s: float = 30.0) -> None:
         self.store = store
         self.runner = runner
         self.events = runner.events
         self.max_duration_s = max_duration_s
         self.max_upload_bytes = max_upload_bytes
         self.library_path = library_path
+        self.max_unfinished = max_unfinished  # 0: no limit
+        self.min_free_bytes = min_free_bytes
+        self.retry_after_s = retry_after_s
 
     @classmethod
     def from_settings(cls, settings: Any, transcriber: Transcriber | None = None) -> JobService:
         store = JobStore(settings.db_path, Path(settings.data_dir) / "uploads")
         transcriber = transcriber or default_transcriber(
             chunk_s=settings.job_chunk_s, cpu_threads=settings.cpu_threads, library_path=settings.speakers_db)
-        return cls(store, JobRunner(store, transcriber), max_duration_s=settings.max_duration_s,
-                   max_upload_bytes=settings.max_upload_bytes, library_path=settings.speakers_db)
+        runner = JobRunner(store, transcriber, max_attempts=settings.job_max_attempts)
+        return cls(store, runner, max_duration_s=settings.max_duration_s,
+                   max_upload_bytes=settings.max_upload_bytes, library_path=settings.speakers_db,
+                   max_unfinished=settings.max_queued_jobs, min_free_bytes=settings.min_free_bytes,
+                   retry_after_s=settings.retry_after_s)
 
     def start(self) -> list[str]:
         return self.runner.start()
@@ -111,16 +135,34 @@ class JobService:
         incoming.mkdir(parents=True, exist_ok=True)
         return incoming / f"{uuid.uuid4().hex}{safe_suffix(filename)}"
 
-    def accept(self, source: BinaryIO, *, filename: str, options: TranscribeOptions) -> Job:
+    def admit(self) -> None:
+        """429 (with a time to come back) when ``max_unfinished`` jobs are queued or running."""
+        if self.max_unfinished and self.store.count_unfinished() >= self.max_unfinished:
+            raise TooManyRequestsError(f"{self.max_unfinished} jobs are already queued or running; "
+                                       "try again when one has finished", retry_after=self.retry_after_s)
+
+    def check_space(self, needed: int) -> None:
+        """507 unless ``needed`` bytes fit on the uploads' disk with ``min_free_bytes`` to spare."""
+        free = shutil.disk_usage(self.store.uploads_dir).free
+        if free < needed + self.min_free_bytes:
+            raise InsufficientStorageError(
+                f"not enough disk space for this job: {needed / 1e6:.0f} MB needed, "
+                f"{max(0, free - self.min_free_bytes) / 1e6:.0f} MB available")
+
+    def accept(self, source: BinaryIO, *, filename: str, options: TranscribeOptions,
+               owner: str | None = None) -> Job:
         """Save an uploaded file (within ``max_upload_bytes``), then ``submit`` it. Blocking."""
+        self.admit()
+        source.seek(0, 2)
+        self.check_space(source.tell())
         incoming = self.incoming_path(filename)
         size = save_upload(source, incoming, max_bytes=self.max_upload_bytes)
         if size == 0:
             incoming.unlink(missing_ok=True)
-            raise InvalidOptionError("the uploaded file is empty", param="file")
-        return self.submit(incoming, filename=filename, options=options)
+            raise AudioDecodeError("the uploaded file is empty", param="file")
+        return self.submit(incoming, filename=filename, options=options, owner=owner)
 
-    def submit(self, upload: Path, *, filename: str, options: TranscribeOptions) -> Job:
+    def submit(self, upload: Path, *, filename: str, options: TranscribeOptions, owner: str | None = None) -> Job:
         """Check ``upload`` is audio, then move it under a new job and queue the job.
 
         On any error the upload is deleted and no job exists.
@@ -129,9 +171,10 @@ class JobService:
         try:
             try:
                 duration = probe_upload(upload, max_duration_s=self.max_duration_s)
-            except AudioDecodeError as exc:  # name the user's file, not our temporary path
-                raise AudioDecodeError(exc.message.replace(str(upload), clean_filename(filename)),
-                                       param="file") from None
+            except (AudioDecodeError, AudioTooLongError) as exc:  # name the user's file, not our temporary path
+                raise type(exc)(exc.message.replace(str(upload), clean_filename(filename)), param="file") from None
+            # Planning writes the decoded chunks (float32, 16 kHz) next to the upload.
+            self.check_space(int(duration * SAMPLE_RATE * 4))
             job_id = new_job_id()
             folder = self.store.job_dir(job_id)
             folder.mkdir(parents=True)
@@ -145,16 +188,17 @@ class JobService:
             raise
         try:
             job = self.store.create(job_id, filename=clean_filename(filename), audio_path=audio_path,
-                                    size_bytes=size, options=options_to_dict(options), duration_s=duration)
+                                    size_bytes=size, options=options_to_dict(options), duration_s=duration,
+                                    owner=owner)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         self.runner.submit(job_id)
         return job
 
-    def delete(self, job_id: str) -> None:
+    def delete(self, job_id: str, *, owner: str | None = None) -> None:
         """Cancel the job if it runs, then remove it and its files."""
-        self.store.get(job_id)  # 404 first
+        self.store.get(job_id, owner=owner)  # 404 first
         self.runner.cancel(job_id)
         self.runner.wait_idle(job_id, timeout=30.0)
         self.store.delete(job_id)
@@ -173,13 +217,14 @@ class JobService:
         """Forget the job's last correction; returns it (None when there was none)."""
         return self.store.undo_correction(job_id)
 
-    def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False) -> Speaker | None:
+    def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False,
+                     library_path: str | os.PathLike[str] | None = None) -> Speaker | None:
         """Show ``label`` as ``name`` in every export of the job (None forgets the name).
         With ``enrol``, the voice also joins the speaker library; returns that speaker."""
         self.store.rename(job_id, label, name or None)
         if not (enrol and name):
             return None
-        return enrol_from_transcript(self.library_path, self.store.corrected_result(job_id), label, name,
+        return enrol_from_transcript(library_path or self.library_path, self.store.corrected_result(job_id), label, name,
                                      source=f"job {job_id}#{label}")
 
 

@@ -86,6 +86,11 @@ MIGRATIONS: list[db.Migration] = [
             PRIMARY KEY (job_id, seq)
         )""",
     ),
+    (
+        # v4: the API key that created a job (a hash of it; NULL: no keys were in use).
+        "ALTER TABLE jobs ADD COLUMN owner TEXT",
+        "CREATE INDEX jobs_owner ON jobs(owner, created_at DESC, id)",
+    ),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -117,6 +122,7 @@ class Job:
     chunks_total: int | None = None
     error: dict[str, Any] | None = None
     attempts: int = 0
+    owner: str | None = None  # a hash of the API key that created it
 
     @property
     def done(self) -> bool:
@@ -151,6 +157,7 @@ def _job(row: sqlite3.Row) -> Job:
         finished_at=row["finished_at"], progress=row["progress"], step=row["step"],
         chunks_done=row["chunks_done"], chunks_total=row["chunks_total"],
         error=json.loads(row["error"]) if row["error"] else None, attempts=row["attempts"],
+        owner=row["owner"],
     )
 
 
@@ -234,44 +241,60 @@ class JobStore:
 
     def create(
         self, job_id: str, *, filename: str, audio_path: Path, size_bytes: int, options: Mapping[str, Any],
-        duration_s: float | None,
+        duration_s: float | None, owner: str | None = None,
     ) -> Job:
         now = time.time()
         with self._conn() as conn, db.transaction(conn):
             conn.execute(
                 "INSERT INTO jobs (id, state, created_at, updated_at, filename, audio_path, size_bytes, "
-                "duration_s, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "duration_s, options, owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, QUEUED, now, now, filename, str(audio_path), size_bytes, duration_s,
-                 json.dumps(dict(options))),
+                 json.dumps(dict(options)), owner),
             )
         return self.get(job_id)
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str, *, owner: str | None = None) -> Job:
+        """The job; with ``owner``, only if that key created it (else 404, as if it did not exist)."""
         with self._conn() as conn:
             row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        if row is None:
+        if row is None or (owner is not None and row["owner"] != owner):
             raise NotFoundError(f"no job '{job_id}'", param="job_id")
         return _job(row)
+
+    def count_unfinished(self) -> int:
+        """Queued and running jobs (the admission queue of ``POST /v1/jobs``)."""
+        with self._conn() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)",
+                                    (QUEUED, RUNNING)).fetchone()[0])
+
+    def set_duration(self, job_id: str, duration_s: float) -> None:
+        """The duration actually decoded (a truncated file declares more than it holds)."""
+        self._update(job_id, "duration_s = ?", (round(duration_s, 3),))
 
     def exists(self, job_id: str) -> bool:
         with self._conn() as conn:
             return conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None
 
-    def list(self, *, limit: int = 20, after: str | None = None) -> tuple[list[Job], bool]:
-        """Newest first; ``after`` is the last id of the previous page. Returns (jobs, has_more)."""
+    def list(self, *, limit: int = 20, after: str | None = None,
+             owner: str | None = None) -> tuple[list[Job], bool]:
+        """Newest first; ``after`` is the last id of the previous page; with ``owner``, that
+        key's jobs only. Returns (jobs, has_more)."""
         if not 1 <= limit <= 100:
             raise InvalidOptionError("limit must be between 1 and 100", param="limit")
+        mine, mine_args = ("owner = ?", (owner,)) if owner is not None else ("1", ())
         with self._conn() as conn:
             if after is None:
-                rows = conn.execute("SELECT * FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?",
-                                    (limit + 1,)).fetchall()
+                rows = conn.execute(f"SELECT * FROM jobs WHERE {mine} ORDER BY created_at DESC, id DESC LIMIT ?",
+                                    (*mine_args, limit + 1)).fetchall()
             else:
-                anchor = conn.execute("SELECT created_at, id FROM jobs WHERE id = ?", (after,)).fetchone()
+                anchor = conn.execute(f"SELECT created_at, id FROM jobs WHERE id = ? AND {mine}",
+                                      (after, *mine_args)).fetchone()
                 if anchor is None:
-                    raise InvalidOptionError(f"no job '{after}' to page after", param="after")
+                    raise NotFoundError(f"no job '{after}' to page after", param="after")
                 rows = conn.execute(
-                    "SELECT * FROM jobs WHERE (created_at, id) < (?, ?) ORDER BY created_at DESC, id DESC LIMIT ?",
-                    (anchor["created_at"], anchor["id"], limit + 1),
+                    f"SELECT * FROM jobs WHERE (created_at, id) < (?, ?) AND {mine} "
+                    "ORDER BY created_at DESC, id DESC LIMIT ?",
+                    (anchor["created_at"], anchor["id"], *mine_args, limit + 1),
                 ).fetchall()
         return [_job(r) for r in rows[:limit]], len(rows) > limit
 

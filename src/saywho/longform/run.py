@@ -38,9 +38,11 @@ logger = logging.getLogger(__name__)
 
 ChunkProcessor = Callable[[np.ndarray, TranscribeOptions], ChunkResult]
 OnChunk = Callable[[Chunk, ChunkResult], None]
+# Decodes a recording into a chunk plan, saving each chunk's audio in the store.
+Planner = Callable[[AudioSource, float, ChunkStore, Hook], ChunkPlan]
 
 
-def _plan(source: AudioSource, chunk_s: float, store: ChunkStore, hook: Hook) -> ChunkPlan:
+def plan_recording(source: AudioSource, chunk_s: float, store: ChunkStore, hook: Hook) -> ChunkPlan:
     warnings: list[str] = []
     declared = probe_duration(source) if isinstance(source, (str, os.PathLike)) else None
     hook("decode", completed=0, total=declared or 1)
@@ -71,6 +73,7 @@ def transcribe_long(
     on_chunk: OnChunk | None = None,
     processor: ChunkProcessor | None = None,
     identifier: Identifier | None = None,
+    planner: Planner | None = None,
 ) -> Transcript:
     """Transcribe a long recording chunk by chunk, with speakers kept across chunks.
 
@@ -83,6 +86,7 @@ def transcribe_long(
     ``hook("decode", ...)`` while planning, then ``hook("chunks", completed=done,
     total=n)``. ``processor`` replaces ``process_chunk`` (tests; must be picklable
     for a pool or Ray). ``identifier`` names speakers as in ``pipeline.transcribe``.
+    ``planner`` replaces ``plan_recording`` (the server decodes in its worker process).
     """
     tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)  # before decoding threads and models
     options = options or TranscribeOptions()
@@ -102,7 +106,7 @@ def transcribe_long(
             if resume:
                 logger.info("no resumable plan for this file and settings; starting over")
             store.clear()
-            plan = _plan(source, chunk_s, store, hook)
+            plan = (planner or plan_recording)(source, chunk_s, store, hook)
             store.save_plan(key, plan)
         results: dict[int, ChunkResult] = {}
         for i in sorted(store.finished()):

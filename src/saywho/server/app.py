@@ -7,6 +7,8 @@ worker starts with the app (lifespan) and stops with it.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import hmac
 import json
 import logging
@@ -22,6 +24,8 @@ from saywho.jobs.service import JobService
 from saywho.server import errors
 from saywho.server.errors import error_body
 from saywho.server.inference import InferenceService
+from saywho.server.job_bridge import WorkerTranscriber
+from saywho.server.openapi import complete_openapi
 from saywho.server.routers import (
     chunks,
     dashboard,
@@ -42,6 +46,8 @@ ROUTERS: list[APIRouter] = [health.router, models.router, transcriptions.router,
 
 # Multipart framing around the file: allowed on top of max_upload_bytes.
 MULTIPART_OVERHEAD = 1 << 20
+# Past the limit, at most this much more is read (and dropped) before answering 413.
+MAX_DRAIN_BYTES = 16 << 20
 
 
 def create_app(
@@ -53,10 +59,12 @@ def create_app(
     """Build the app. ``inference`` may be injected (tests); by default one is made from settings."""
     settings = settings or Settings()
     service = inference or InferenceService(settings)
+    transcriber = WorkerTranscriber(service, settings)  # jobs run in the supervised worker
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        transcriber.loop = asyncio.get_running_loop()
         service.start()
         app.state.jobs.start()  # resumes what a previous process left unfinished
         try:
@@ -69,14 +77,18 @@ def create_app(
                   description="Who said what: OpenAI-compatible speech-to-text with speakers, and text-to-speech.")
     app.state.settings = settings
     app.state.inference = service
-    app.state.jobs = JobService.from_settings(settings)  # tests may swap its transcriber
+    app.state.jobs = JobService.from_settings(settings, transcriber)  # tests may swap its transcriber
     errors.install(app)
+    app.openapi = lambda: complete_openapi(app, settings)  # type: ignore[method-assign]
     for router in routers if routers is not None else ROUTERS:
         app.include_router(router)
     # Outermost last: CORS answers pre-flights before auth, auth before reading bodies.
     app.add_middleware(UploadLimitMiddleware, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
-    if settings.api_keys:
-        app.add_middleware(ApiKeyMiddleware, keys=tuple(settings.api_keys))
+    if settings.api_keys or settings.admin_keys:
+        app.add_middleware(ApiKeyMiddleware, keys=tuple(settings.api_keys), admin_keys=tuple(settings.admin_keys))
+    else:
+        bound = () if settings.host in ("0.0.0.0", "::", "") else (settings.host,)
+        app.add_middleware(TrustedHostMiddleware, hosts=(*LOOPBACK_HOSTS, *bound, *settings.trusted_hosts))
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["Retry-After"])
@@ -91,15 +103,24 @@ async def _send_error(send: Any, status: int, message: str, code: str, headers: 
     await send({"type": "http.response.body", "body": body})
 
 
-class ApiKeyMiddleware:
-    """``Authorization: Bearer <key>`` on ``/v1/*`` when keys are configured (health stays open)."""
+def key_owner(key: bytes) -> str:
+    """The id a key's jobs are stored under: a hash, so the database holds no key."""
+    return hashlib.sha256(key).hexdigest()[:16]
 
-    def __init__(self, app: Any, keys: tuple[str, ...]) -> None:
+
+class ApiKeyMiddleware:
+    """``Authorization: Bearer <key>`` on ``/v1/*`` and ``/health/deep`` when keys are configured
+    (``/health`` and ``/health/ready`` stay open: they run nothing)."""
+
+    def __init__(self, app: Any, keys: tuple[str, ...], admin_keys: tuple[str, ...] = ()) -> None:
         self.app = app
-        self.keys = tuple(k.encode() for k in keys)
+        self.keys = tuple(k.encode() for k in (*keys, *admin_keys))
+        self.admin_keys = tuple(k.encode() for k in admin_keys)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/v1/") or scope["method"] == "OPTIONS":
+        path = scope.get("path", "")
+        protected = path.startswith("/v1/") or path == "/health/deep"
+        if scope["type"] != "http" or not protected or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -109,26 +130,91 @@ class ApiKeyMiddleware:
             await _send_error(send, 401, "missing or incorrect API key: send Authorization: Bearer <key>",
                               "invalid_api_key", {"WWW-Authenticate": "Bearer"})
             return
+        # Each key owns what it creates (request.state.key_owner); an admin key sees everything.
+        state = scope.setdefault("state", {})
+        state["key_owner"] = key_owner(token)
+        state["key_admin"] = any(hmac.compare_digest(token, key) for key in self.admin_keys)
         await self.app(scope, receive, send)
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class TrustedHostMiddleware:
+    """With no API key, only requests whose ``Host`` names this server are served (a web page
+    cannot reach it by DNS rebinding): loopback names, the bound address, ``trusted_hosts``."""
+
+    def __init__(self, app: Any, hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self.hosts = {h.lower().strip("[]") for h in hosts}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket") or "*" in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1").strip().lower()
+        host = raw[1:raw.index("]")] if raw.startswith("[") and "]" in raw else raw.rsplit(":", 1)[0] if \
+            raw.count(":") == 1 else raw
+        if host in self.hosts:
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await _send_error(send, 400, f"the Host header {raw[:100]!r} is not one this server answers to; "
+                          "add it to SAYWHO_TRUSTED_HOSTS (or set an API key)", "untrusted_host")
+
+
+class _BodyTooLarge(Exception):
+    """Raised inside a request's ``receive`` once the body passes the limit."""
+
+
 class UploadLimitMiddleware:
-    """413 for a body whose Content-Length is over the limit, without reading it into memory."""
+    """413 for a body over the limit, counted byte by byte as it arrives (a Content-Length
+    over the limit is refused before reading; a chunked body stops at the limit)."""
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.max_bytes:
-                # Drain what the client sends so that it reads our answer instead of a reset.
-                more = True
-                while more:
-                    message = await receive()
-                    more = message.get("more_body", False) and message["type"] == "http.request"
-                await _send_error(send, 413, f"the request body is {int(length)} bytes; the upload limit is "
-                                  f"{self.max_bytes - MULTIPART_OVERHEAD} bytes", "payload_too_large")
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await self._refuse(receive, send, f"the request body is {int(length)} bytes")
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if started:
+                raise
+            await self._refuse(receive, send, f"the request body is over {self.max_bytes} bytes")
+
+    async def _refuse(self, receive: Any, send: Any, what: str) -> None:
+        # Drain (and drop) what the client still sends, so that it reads our answer instead of a reset.
+        drained, more = 0, True
+        while more and drained < MAX_DRAIN_BYTES:
+            message = await receive()
+            drained += len(message.get("body", b""))
+            more = message.get("more_body", False) and message["type"] == "http.request"
+        await _send_error(send, 413, f"{what}; the upload limit is {self.max_bytes - MULTIPART_OVERHEAD} bytes",
+                          "payload_too_large")

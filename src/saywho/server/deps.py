@@ -8,7 +8,7 @@ from saywho.server.inference import InferenceService
 from saywho.settings import Settings
 
 FAULT_HEADER = "x-saywho-fault"
-FAULTS = ("crash", "hang", "device")
+FAULTS = ("crash", "hang", "device", "oom")
 
 
 def settings_of(request: Request) -> Settings:
@@ -25,3 +25,13 @@ def fault(request: Request) -> str | None:
         return None
     value = request.headers.get(FAULT_HEADER)
     return value if value in FAULTS else None
+
+
+def creator_of(request: Request) -> str | None:
+    """The owner recorded on what this request creates (None when no keys are in use)."""
+    return getattr(request.state, "key_owner", None)
+
+
+def owner_filter(request: Request) -> str | None:
+    """Whose jobs this request may see: its key's, or everyone's (admin key, or no keys)."""
+    return None if getattr(request.state, "key_admin", False) else creator_of(request)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import re
+import sqlite3
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from saywho.errors import BackendUnavailable, SaywhoError
+from saywho.errors import BackendUnavailable, SaywhoError, TooManyRequestsError
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,7 @@ def error_response(
 
 def saywho_error_response(exc: SaywhoError) -> JSONResponse:
     headers = None
-    if isinstance(exc, BackendUnavailable):
+    if isinstance(exc, (BackendUnavailable, TooManyRequestsError)):
         headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
     return error_response(exc.message, exc.status_code, code=exc.code, param=exc.param, headers=headers)
 
@@ -64,11 +67,33 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    return error_response(str(exc.detail), exc.status_code, code=code, headers=getattr(exc, "headers", None))
+    # 400 here is Starlette's multipart parser (a part over 1 MB, no boundary...).
+    code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:  # every method of the path, not just the first route's
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return error_response(str(exc.detail), exc.status_code, code=code, headers=headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods the API document lists for this path (routers may split one path's methods)."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {m.upper() for m in item}
+    return sorted(methods)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "full" in str(exc)
 
 
 async def _unexpected_handler(request: Request, exc: Exception) -> JSONResponse:
+    if _disk_full(exc):  # the request fails; the server and the jobs API go on
+        logger.error("%s %s: the disk is full (%s)", request.method, request.url.path, exc)
+        return error_response("the server's disk is full; try again later", 507, code="insufficient_storage")
     logger.exception("%s %s failed", request.method, request.url.path)
     return error_response(f"internal error: {type(exc).__name__}", 500, code="internal_error")
 

@@ -12,12 +12,13 @@ import binascii
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 from starlette.datastructures import FormData, UploadFile
 
-from saywho.audio.decode import decode_audio
+from saywho.asr.languages import WHISPER_LANGUAGES
+from saywho.audio.decode import probe_duration
 from saywho.errors import (
     AudioDecodeError,
     AudioTooLongError,
@@ -27,7 +28,7 @@ from saywho.errors import (
 )
 from saywho.models.registry import BUNDLED, resolve_asr_model
 from saywho.settings import Settings
-from saywho.types import SAMPLE_RATE, SpeakerCount, TranscribeOptions
+from saywho.types import SpeakerCount, TranscribeOptions
 
 # OpenAI's speech-to-text model names; they all mean "the server's default model".
 OPENAI_STT_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-4o-transcribe-diarize")
@@ -120,9 +121,11 @@ def _int(form: FormData, name: str) -> int | None:
         raise InvalidOptionError(f"{name} must be an integer, got {raw!r}", param=name) from None
 
 
-def _bool(form: FormData, name: str) -> bool:
+def form_bool(form: FormData, name: str, default: bool = False) -> bool:
     raw = (form_value(form, name) or "").strip().lower()
-    if raw in ("", "false", "0", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("false", "0", "no", "off"):
         return False
     if raw in ("true", "1", "yes", "on"):
         return True
@@ -135,14 +138,43 @@ def stt_model(name: str | None, settings: Settings, *, task: str = "transcribe")
         raise InvalidOptionError("model is required (e.g. whisper-1)", param="model")
     if name in OPENAI_STT_MODELS or (name.startswith("gpt-") and "transcribe" in name):
         return settings.translation_model if task == "translate" else settings.default_model
+    if len(name) > 4096 or any(len(part.encode()) > 255 for part in name.split("/")):  # no such path can exist
+        raise ModelNotFoundError(f"unknown model '{name[:60]}...'", param="model")
     bundled = BUNDLED.get(name)
     if bundled is not None:
         if bundled.kind != "asr":
             raise ModelNotFoundError(f"'{name}' is a {bundled.kind} model, not a speech-to-text model",
                                      param="model")
         return name
-    resolve_asr_model(name)  # a local directory or a hub id; raises ModelNotFoundError otherwise
+    resolved = resolve_asr_model(name)  # a local directory or a hub id; raises ModelNotFoundError otherwise
+    if not Path(resolved).is_dir() and not hub_model_cached(resolved):
+        raise ModelNotFoundError(f"model '{name}' is not in the local model cache and the server does not "
+                                 "download models while answering; fetch it first", param="model")
     return name
+
+
+def hub_model_cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "model.bin"), str)
+    except Exception:  # an id huggingface_hub refuses is not cached either
+        return False
+
+
+def language(form: FormData) -> str | None:
+    """An ISO 639-1 code Whisper knows, or None (detect)."""
+    raw = (form_value(form, "language") or "").strip().lower()
+    if not raw:
+        return None
+    if raw not in whisper_languages():
+        raise InvalidOptionError(f"unknown language '{raw[:40]}': use an ISO 639-1 code such as en, de, fr",
+                                 param="language")
+    return raw
+
+
+def whisper_languages() -> frozenset[str]:
+    return frozenset(WHISPER_LANGUAGES)
 
 
 def speaker_count(form: FormData) -> SpeakerCount:
@@ -204,7 +236,7 @@ def parse_audio_request(
     overrides: dict[str, Any] = {"temperature": temperature} if temperature else {}
     options = TranscribeOptions(
         model=model,
-        language=form_value(form, "language") or None,
+        language=language(form),
         task=task,  # type: ignore[arg-type]
         diarize=wants_speakers if diarize is None else diarize,
         speakers=speakers,
@@ -214,7 +246,7 @@ def parse_audio_request(
     )
     return AudioRequest(
         file=upload, options=options, response_format=response_format, model=model,
-        granularities=granularities, stream=_bool(form, "stream"),
+        granularities=granularities, stream=form_bool(form, "stream"),
         known_speaker_names=names, known_speaker_references=references,
         chunking_strategy=chunking_strategy(form),
     )
@@ -236,14 +268,24 @@ def decode_data_url(url: str, *, param: str = "known_speaker_references") -> byt
     return raw
 
 
-async def read_audio(upload: UploadFile, settings: Settings, *, param: str = "file") -> np.ndarray:
-    """Read and decode an upload off the event loop: 413 / 400 on bad input."""
+@dataclass(frozen=True, slots=True)
+class AudioUpload:
+    """An upload checked cheaply in the HTTP process: its bytes and the duration its header
+    declares (None when it declares none). The worker decodes it, within the limit."""
+
+    data: bytes
+    duration: float | None
+
+
+async def read_audio(upload: UploadFile, settings: Settings, *, param: str = "file") -> AudioUpload:
+    """Read an upload and probe it off the event loop: 413 / 400 on bad input, no decoding."""
     data = await upload.read()
     await upload.close()
-    return await decode_bytes(data, settings, param=param)
+    return await probe_bytes(data, settings, param=param)
 
 
-async def decode_bytes(data: bytes, settings: Settings, *, param: str = "file") -> np.ndarray:
+async def probe_bytes(data: bytes, settings: Settings, *, param: str = "file") -> AudioUpload:
+    """Admission before any decode: size, emptiness, a readable audio stream, the declared duration."""
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLargeError(
             f"the upload is {len(data)} bytes; the limit is {settings.max_upload_bytes}", param=param
@@ -251,21 +293,34 @@ async def decode_bytes(data: bytes, settings: Settings, *, param: str = "file") 
     if not data:
         raise AudioDecodeError("the uploaded file is empty", param=param)
     try:
-        decoded = await asyncio.to_thread(decode_audio, data)
+        duration = await asyncio.to_thread(probe_duration, data)
     except AudioDecodeError as exc:
         raise AudioDecodeError(exc.message.replace("<upload>", "the upload"), param=param) from None
-    duration = len(decoded.samples) / SAMPLE_RATE
-    if duration > settings.max_duration_s:
+    if duration is not None and duration > settings.max_duration_s:
         raise AudioTooLongError(
             f"the audio lasts {duration:.0f} s; the limit is {settings.max_duration_s:.0f} s", param=param
         )
-    return decoded.samples
+    return AudioUpload(data, duration)
 
 
-async def known_speakers(request: AudioRequest, settings: Settings) -> dict[str, np.ndarray]:
-    """name -> decoded reference clip, for ``known_speaker_names[]``/``known_speaker_references[]``."""
+def deadline_for(settings: Settings, *uploads: AudioUpload) -> float:
+    """The inference deadline for these uploads (the duration limit where none is declared)."""
+    seconds = sum(u.duration if u.duration is not None else settings.max_duration_s for u in uploads)
+    return settings.deadline_for(seconds)
+
+
+async def known_speakers(request: AudioRequest, settings: Settings) -> dict[str, AudioUpload]:
+    """name -> probed reference clip, for ``known_speaker_names[]``/``known_speaker_references[]``."""
     known = {}
     for i, (name, url) in enumerate(zip(request.known_speaker_names, request.known_speaker_references, strict=True)):
         param = f"known_speaker_references[{i}]"
-        known[name] = await decode_bytes(decode_data_url(url, param=param), settings, param=param)
+        known[name] = await probe_bytes(decode_data_url(url, param=param), settings, param=param)
     return known
+
+
+def audio_payload(upload: AudioUpload, known: dict[str, AudioUpload], settings: Settings,
+                  owner: str | None = None) -> dict[str, Any]:
+    """What the worker needs to decode a request's audio itself (bytes, not samples), and the
+    speaker library of the request's key (``owner``) to name voices from."""
+    return {"audio": upload.data, "known": {name: ref.data for name, ref in known.items()},
+            "max_duration_s": settings.max_duration_s, "library_path": str(settings.speaker_library_for(owner))}

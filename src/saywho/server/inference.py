@@ -7,9 +7,11 @@ awaits its answer without blocking the event loop. The worker is supervised:
   or its backend reports a device error -> every job in flight fails with
   ``BackendUnavailable`` (503 + Retry-After) and a new worker is started in the
   background; requests that arrive meanwhile wait for it (``ready_wait_s``);
-* at most ``restart_budget`` restarts per ``restart_window_s``; past that the service
-  stays up, reports itself degraded (with the reason) and answers 503 until the
-  window lets it restart again.
+* ``restart_budget`` restarts per ``restart_window_s`` happen at once; past that the
+  service reports itself degraded and restarts with exponential backoff
+  (``restart_backoff_s`` doubling up to ``restart_backoff_max_s``), never giving up.
+  The degraded reason is built afresh from the last failure (bounded, never nested)
+  and says when the next restart happens; 503s carry that as ``Retry-After``.
 
 Admission: ``inference_slots`` jobs run at once, ``queue_size`` more wait; beyond that
 ``TooManyRequestsError`` (429) at once.
@@ -50,6 +52,15 @@ def _rebuild_error(info: dict[str, Any]) -> SaywhoError:
         exc.status_code = info.get("status_code", 500)
         exc.code = info.get("code", "internal_error")
     return exc
+
+
+MAX_REASON_CHARS = 300
+
+
+def _bounded(text: object) -> str:
+    """A failure reason cut to a readable length (reasons are never nested)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS - 3] + "..."
 
 
 @dataclass
@@ -110,6 +121,9 @@ class InferenceService:
         self._job_ids = itertools.count(1)
         self._ready = threading.Event()
         self._restarts: deque[float] = deque()
+        self._last_failure: str | None = None
+        self._backoff_level = 0  # restarts delayed in a row; reset by a successful job
+        self._next_restart_at: float | None = None
         self._restart_total = 0
         self._failures: deque[dict[str, Any]] = deque(maxlen=10)
         self._admitted = 0
@@ -228,36 +242,63 @@ class InferenceService:
             job.put("dead", reason)
 
     def _restart(self, reason: str) -> bool:
-        """Start a new worker if the budget allows; else degrade. Returns whether it restarts."""
+        """Start a new worker now if the budget allows; else degrade and restart after a backoff.
+
+        Returns whether a worker starts now."""
         now = time.monotonic()
         with self._lock:
             if self._state == STOPPED or self._worker is not None:
                 return self._worker is not None
+            self._last_failure = _bounded(reason)
             window = self.settings.restart_window_s
             while self._restarts and now - self._restarts[0] >= window:
                 self._restarts.popleft()
             if len(self._restarts) >= self.settings.restart_budget:
+                if self._state == DEGRADED and self._next_restart_at is not None:
+                    return False  # a restart is already scheduled
+                delay = min(self.settings.restart_backoff_max_s,
+                            self.settings.restart_backoff_s * 2 ** self._backoff_level)
+                self._backoff_level += 1
                 self._state = DEGRADED
-                self._reason = (
-                    f"restart budget exhausted ({self.settings.restart_budget} restarts in "
-                    f"{window:.0f} s); last failure: {reason}"
-                )
+                self._next_restart_at = now + delay
+                self._reason = self._degraded_reason(now)
                 logger.error("inference degraded: %s", self._reason)
+                timer = threading.Timer(delay, self._delayed_restart)
+                timer.daemon = True
+                timer.start()
                 return False
-            self._restarts.append(now)
-            self._restart_total += 1
-            self._state = RESTARTING
-            self._reason = f"restarting after: {reason}"
-            preload = sorted(set(self.settings.preload) | self._used_models)
-        threading.Thread(target=self._spawn, args=(preload,), daemon=True, name="worker-restart").start()
+            self._start_restart(now)
         return True
 
-    def _retry_after(self) -> float:
-        """Seconds until a degraded service may restart its worker again."""
+    def _start_restart(self, now: float) -> None:
+        """(lock held) Record a restart and spawn a worker in the background."""
+        self._restarts.append(now)
+        self._restart_total += 1
+        self._state = RESTARTING
+        self._next_restart_at = None
+        self._reason = f"restarting after: {self._last_failure}"
+        preload = sorted(set(self.settings.preload) | self._used_models)
+        threading.Thread(target=self._spawn, args=(preload,), daemon=True, name="worker-restart").start()
+
+    def _delayed_restart(self) -> None:
         with self._lock:
-            if self._state != DEGRADED or not self._restarts:
+            if self._state != DEGRADED or self._worker is not None:
+                return
+            self._start_restart(time.monotonic())
+
+    def _degraded_reason(self, now: float) -> str:
+        """(lock held) Why inference is down and when it comes back: bounded, built afresh."""
+        wait = max(0.0, (self._next_restart_at or now) - now)
+        return (f"restart budget exhausted ({self.settings.restart_budget} restarts in "
+                f"{self.settings.restart_window_s:.0f} s); next restart in {wait:.0f} s; "
+                f"last failure: {self._last_failure}")
+
+    def _retry_after(self) -> float:
+        """Seconds until a degraded service restarts its worker."""
+        with self._lock:
+            if self._state != DEGRADED or self._next_restart_at is None:
                 return float(self.settings.retry_after_s)
-            return max(1.0, self.settings.restart_window_s - (time.monotonic() - self._restarts[0]))
+            return max(1.0, self._next_restart_at - time.monotonic() + 1.0)
 
     # ----------------------------------------------------------------- status
 
@@ -268,14 +309,17 @@ class InferenceService:
     def status(self) -> dict[str, Any]:
         with self._lock:
             handle = self._worker
+            reason = self._degraded_reason(time.monotonic()) if self._state == DEGRADED else self._reason
             return {
                 "state": self._state,
-                "reason": self._reason,
+                "reason": reason,
                 "worker_pid": handle.pid if handle else None,
                 "restarts_in_window": len(self._restarts),
                 "restart_budget": self.settings.restart_budget,
                 "restart_window_s": self.settings.restart_window_s,
                 "restarts_total": self._restart_total,
+                "next_restart_in_s": (round(max(0.0, self._next_restart_at - time.monotonic()), 1)
+                                      if self._next_restart_at is not None else None),
                 "recent_failures": list(self._failures),
                 "running_or_queued": self._admitted,
                 "slots": self.settings.inference_slots,
@@ -291,7 +335,8 @@ class InferenceService:
             if self._admitted >= capacity:
                 raise TooManyRequestsError(
                     f"too many requests: {self.settings.inference_slots} running and "
-                    f"{self.settings.queue_size} queued; try again shortly"
+                    f"{self.settings.queue_size} queued; try again shortly",
+                    retry_after=self.settings.retry_after_s,
                 )
             self._admitted += 1
         return Ticket(self)
@@ -327,9 +372,10 @@ class InferenceService:
             ticket.release()
 
     async def _ready_worker(self) -> _WorkerHandle:
-        # Degraded: the window may have moved on since the last failure, so try once more.
-        if self._state == DEGRADED and not self._restart(self._reason or "degraded"):
-            raise BackendUnavailable(f"inference is unavailable: {self._reason}", retry_after=self._retry_after())
+        if self._state == DEGRADED:
+            with self._lock:
+                reason = self._degraded_reason(time.monotonic())
+            raise BackendUnavailable(f"inference is unavailable: {reason}", retry_after=self._retry_after())
         if self._state == STOPPED:
             raise BackendUnavailable("the inference service is not running",
                                      retry_after=self.settings.retry_after_s)
@@ -381,11 +427,15 @@ class InferenceService:
                             await maybe
                     continue
                 if what == "result":
+                    with self._lock:
+                        self._backoff_level = 0
                     return data
                 if what == "error":
                     raise _rebuild_error(data)
-                raise BackendUnavailable(f"inference failed: {data}; the worker is being restarted",
-                                         retry_after=self.settings.retry_after_s)
+                then = ("the worker is being restarted" if self._state != DEGRADED
+                        else f"the worker restarts in {self._retry_after():.0f} s")
+                raise BackendUnavailable(f"inference failed: {_bounded(data)}; {then}",
+                                         retry_after=self._retry_after())
         finally:
             with self._lock:
                 self._jobs.pop(job_id, None)

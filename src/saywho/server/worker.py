@@ -8,6 +8,7 @@ data)``. Jobs run on a small thread pool (one thread per inference slot) sharing
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -18,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from saywho.errors import SaywhoError
+from saywho.audio.decode import decode_audio
+from saywho.errors import AudioDecodeError, AudioTooLongError, InsufficientStorageError, SaywhoError
 from saywho.longform.chunk import process_chunk
 from saywho.runtime import configure_openmp, release_memory, set_torch_threads, tune_malloc
 from saywho.speakers.service import library_identifier
@@ -126,13 +128,16 @@ class Worker:
             emit({"type": "text", "text": segment.text})
 
 
-        known = payload.get("known") or {}
+        # The request's key's own library (its owner's file), else the server's.
+        library = payload.get("library_path") or getattr(self.settings, "speakers_db", None)
+        known = {name: _samples({"audio": data, "max_duration_s": payload.get("max_duration_s")})
+                 for name, data in (payload.get("known") or {}).items()}
         return transcribe(
-            payload["samples"],
+            _samples(payload),
             payload["options"],
             hook=ProgressScale(on_progress),
             manager=self.manager,
-            identifier=_identifier(known) if known else library_identifier(getattr(self.settings, "speakers_db", None)) if getattr(self.settings, "speakers_db", None) else None,
+            identifier=_identifier(known) if known else library_identifier(library) if library else None,
             on_segment=on_segment if payload.get("stream") else None,
         )
 
@@ -143,7 +148,35 @@ class Worker:
     def job_diarize_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
         """-> the per-chunk worker's dict (``process_chunk(...).to_dict()``), on this worker's models."""
 
-        return process_chunk(payload["samples"], payload["options"], manager=self.manager).to_dict()
+        return process_chunk(_samples(payload), payload["options"], manager=self.manager).to_dict()
+
+    def job_plan(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """A background job's chunk plan: the recording decoded here, each chunk's audio saved to
+        the job's folder (``jobs.runner.JobChunkStore``) -> ``ChunkPlan.to_dict()``."""
+        from saywho.jobs.runner import (
+            JobChunkStore,  # lazy: the HTTP process imports this module; jobs' storage is needed here only
+        )
+        from saywho.jobs.store import (
+            JobStore,  # lazy: the HTTP process imports this module; jobs' storage is needed here only
+        )
+        from saywho.longform.run import (
+            plan_recording,  # lazy: the HTTP process imports this module; decoding happens in the child only
+        )
+
+        chunks = JobChunkStore(JobStore(payload["db_path"], payload["uploads_dir"]), payload["job_id"])
+        return plan_recording(payload["audio_path"], payload["chunk_s"], chunks, _forward_hook(emit)).to_dict()
+
+    def job_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """One chunk of a background job -> ``ChunkResult.to_dict()``, with progress."""
+        return process_chunk(payload["samples"], payload["options"], hook=_forward_hook(emit), manager=self.manager).to_dict()
+
+    def job_fingerprint(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        """(fingerprint, speech seconds) of one voice in an uploaded recording (speaker enrolment)."""
+        from saywho.speakers.service import (
+            fingerprint_from_audio,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+
+        return fingerprint_from_audio(_samples(payload), start=payload.get("start"), end=payload.get("end"))
 
     def job_speech(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> bytes:
         from saywho import (
@@ -196,6 +229,34 @@ def _rss_bytes() -> int:
         return 0
 
 
+def _forward_hook(emit: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
+    """A progress hook whose calls go to the parent as events (each step at most every 0.25 s,
+    and always its last call)."""
+    last: dict[str, float] = {}
+
+    def hook(step: str, *, completed: float | None = None, total: float | None = None) -> None:
+        now = time.monotonic()
+        final = completed is not None and total is not None and completed >= total
+        if final or now - last.get(step, 0.0) >= 0.25:
+            last[step] = now
+            emit({"type": "hook", "step": step, "completed": completed, "total": total})
+
+    return hook
+
+
+def _samples(payload: Mapping[str, Any]) -> np.ndarray:
+    """A request's audio, decoded here (never in the HTTP process) and within the duration limit."""
+    if "samples" in payload:
+        return payload["samples"]
+    try:
+        decoded = decode_audio(payload["audio"], max_s=payload.get("max_duration_s"))
+    except (AudioDecodeError, AudioTooLongError) as exc:
+        exc.message = exc.message.replace("<upload>", "the upload")
+        exc.param = exc.param or "file"
+        raise
+    return decoded.samples
+
+
 def _identifier(known: Mapping[str, np.ndarray]) -> Callable[[Any], Mapping[str, tuple[str, float]]]:
     """Names for a recording's speakers from per-request reference clips."""
     from saywho.speakers import (
@@ -220,6 +281,16 @@ def _warm_diarization() -> None:
     embedding.get_model()
 
 
+def _limit_memory(megabytes: int) -> None:
+    """Cap the worker's heap and anonymous mappings (``RLIMIT_DATA``): a request that needs
+    more fails with MemoryError in the worker instead of the kernel's OOM killer choosing."""
+    if megabytes > 0:
+        import resource
+
+        limit = megabytes * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
 def _inject_fault(fault: str | None) -> None:
     """Test-only faults (the parent forwards them only with ``settings.test_faults``)."""
     if fault == "crash":
@@ -227,6 +298,8 @@ def _inject_fault(fault: str | None) -> None:
     if fault == "hang":
         while True:
             time.sleep(3600)
+    if fault == "oom":
+        np.empty(4 << 30, np.uint8)  # 4 GiB, untouched: fails only under worker_memory_mb
     if fault == "device":
         raise RuntimeError("CUDA error: an illegal memory access was encountered (injected)")
 
@@ -244,6 +317,7 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
     configure_openmp()
     if settings.cpu_threads:
         set_torch_threads(settings.cpu_threads)
+    _limit_memory(getattr(settings, "worker_memory_mb", 0))
     send_lock = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:
@@ -270,6 +344,14 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
         except SaywhoError as exc:
             send(("error", job_id, error_info(exc)))
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+                send(("error", job_id, error_info(InsufficientStorageError(
+                    f"the disk is full: {exc.strerror or exc}; free some space and try again"))))
+                return
+            if isinstance(exc, MemoryError):  # over worker_memory_mb: replace the process, answer 503
+                limit = getattr(settings, "worker_memory_mb", 0)
+                send(("device_error", job_id, f"the worker ran out of memory (limit {limit} MB)"))
+                return
             if is_device_error(exc):
                 logger.error("device error in job %s: %s", job_id, exc)
                 send(("device_error", job_id, f"{type(exc).__name__}: {exc}"))

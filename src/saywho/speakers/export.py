@@ -27,7 +27,7 @@ def check_name(name: str) -> str:
     clean = " ".join(name.split())
     if not clean:
         raise InvalidOptionError("a speaker name cannot be empty", param="name")
-    if len(clean) > MAX_NAME_LENGTH:
+    if len(name) > MAX_NAME_LENGTH:  # the raw text, as the API schema says
         raise InvalidOptionError(f"a speaker name has at most {MAX_NAME_LENGTH} characters", param="name")
     return clean
 

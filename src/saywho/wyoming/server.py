@@ -351,7 +351,7 @@ def serve_options(settings: Any, uri: str, *, zeroconf: bool = True) -> WyomingO
     its default model and voice, its CPU threads, and its speaker library (the dashboard's)."""
     parse_uri(uri)
     return WyomingOptions(uri=uri, model=settings.default_model, voice=settings.default_voice,
-                          speakers_db=str(settings.db_path), cpu_threads=settings.cpu_threads,
+                          speakers_db=str(settings.speakers_db), cpu_threads=settings.cpu_threads,
                           max_text_chars=settings.max_speech_chars, zeroconf=zeroconf)
 
 

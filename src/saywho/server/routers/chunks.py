@@ -13,8 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from saywho.server import forms
-from saywho.server.deps import fault, inference_of, settings_of
-from saywho.types import SAMPLE_RATE
+from saywho.server.deps import fault, inference_of, owner_filter, settings_of
 
 router = APIRouter(tags=["chunks"])
 
@@ -23,10 +22,10 @@ async def _run(request: Request, kind: str) -> Any:
     settings, inference = settings_of(request), inference_of(request)
     form = await request.form()
     parsed = forms.parse_audio_request(form, settings, formats=("json",), diarize=True)
-    samples = await forms.read_audio(parsed.file, settings)
+    upload = await forms.read_audio(parsed.file, settings)
     known = await forms.known_speakers(parsed, settings)
-    payload = {"samples": samples, "options": parsed.options, "known": known, "fault": fault(request)}
-    return await inference.run(kind, payload, deadline_s=settings.deadline_for(len(samples) / SAMPLE_RATE),
+    payload = {**forms.audio_payload(upload, known, settings, owner_filter(request)), "options": parsed.options, "fault": fault(request)}
+    return await inference.run(kind, payload, deadline_s=forms.deadline_for(settings, upload, *known.values()),
                                model=parsed.model)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -53,8 +54,23 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if not problems else 503, headers=headers)
 
 
-@router.get("/health/deep", summary="A short real inference end to end (TTS -> ASR -> diarization)")
+@router.get("/health/deep", summary="A short real inference end to end (TTS -> ASR -> diarization)",
+            description="Answered from a recent probe (``deep_health_cache_s``): at most one real inference "
+                        "per period, however many callers. Behind the API key when keys are set.")
 async def deep(request: Request) -> JSONResponse:
+    settings = settings_of(request)
+    state = request.app.state
+    if not hasattr(state, "deep_lock"):
+        state.deep_lock, state.deep_probe = asyncio.Lock(), None
+    async with state.deep_lock:  # one probe at a time; callers meanwhile get its answer
+        cached = state.deep_probe
+        if cached is None or time.monotonic() - cached[0] > settings.deep_health_cache_s:
+            cached = state.deep_probe = (time.monotonic(), *await _probe(request))
+    at, status, body, headers = cached
+    return JSONResponse({**body, "age_s": round(time.monotonic() - at, 1)}, status_code=status, headers=headers)
+
+
+async def _probe(request: Request) -> tuple[int, dict[str, Any], dict[str, str] | None]:
     settings, inference = settings_of(request), inference_of(request)
     payload = {"voice": settings.default_voice, "input": DEEP_SENTENCE,
                "options": TranscribeOptions(model=settings.default_model, cpu_threads=settings.cpu_threads)}
@@ -66,7 +82,7 @@ async def deep(request: Request) -> JSONResponse:
         body = {"status": "failed", "error": exc.message, "code": exc.code,
                 "latency_ms": round(1000 * (time.perf_counter() - started), 1)}
         headers = {"Retry-After": str(settings.retry_after_s)} if exc.status_code in (429, 503) else None
-        return JSONResponse(body, status_code=503, headers=headers)
+        return 503, body, headers
     words = set(result["text"].lower().replace(".", "").split())
     expected = set(DEEP_SENTENCE.lower().replace(".", "").split())
     recall = len(words & expected) / len(expected)
@@ -74,4 +90,4 @@ async def deep(request: Request) -> JSONResponse:
     body = {"status": "ok" if ok else "failed", "latency_ms": round(1000 * (time.perf_counter() - started), 1),
             "worker_latency_ms": result["latency_ms"], "audio_s": result["audio_s"], "text": result["text"],
             "word_recall": round(recall, 3), "speakers": result["speakers"]}
-    return JSONResponse(body, status_code=200 if ok else 503)
+    return (200 if ok else 503), body, None

@@ -28,8 +28,8 @@ from saywho.errors import InvalidOptionError
 from saywho.jobs.service import JobService
 from saywho.jobs.store import Job
 from saywho.server import streams
-from saywho.server.deps import settings_of
-from saywho.server.forms import TRANSCRIPTION_FORMATS, parse_audio_request
+from saywho.server.deps import creator_of, owner_filter, settings_of
+from saywho.server.forms import TRANSCRIPTION_FORMATS, form_bool, parse_audio_request
 
 router = APIRouter(tags=["jobs"])
 
@@ -52,13 +52,13 @@ async def create_job(request: Request) -> dict[str, Any]:
     form = await request.form()
     try:
         # Jobs are about who said what: diarize unless told not to; the default model unless named.
-        diarize = (form.get("diarize") or "true").strip().lower() not in ("false", "0", "no", "off")
+        diarize = form_bool(form, "diarize", default=True)
         parsed = parse_audio_request(
             _form_with_defaults(form, {"model": settings.default_model}), settings,
             formats=TRANSCRIPTION_FORMATS, diarize=diarize,
         )
         job = await asyncio.to_thread(jobs.accept, parsed.file.file, filename=parsed.file.filename or "audio",
-                                      options=parsed.options)
+                                      options=parsed.options, owner=creator_of(request))
     finally:
         await form.close()
     return job.to_dict()
@@ -66,7 +66,7 @@ async def create_job(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/jobs", summary="Jobs, newest first")
 def list_jobs(request: Request, limit: int = Query(20, ge=1, le=100), after: str | None = None) -> dict[str, Any]:
-    page, has_more = jobs_of(request).store.list(limit=limit, after=after)
+    page, has_more = jobs_of(request).store.list(limit=limit, after=after or None, owner=owner_filter(request))
     data = [job.to_dict() for job in page]
     return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
             "last_id": data[-1]["id"] if data else None, "has_more": has_more}
@@ -81,19 +81,19 @@ def _job_body(jobs: JobService, job: Job) -> dict[str, Any]:
 @router.get("/v1/jobs/{job_id}", summary="A job's state, progress and error")
 def get_job(request: Request, job_id: str) -> dict[str, Any]:
     jobs = jobs_of(request)
-    return _job_body(jobs, jobs.store.get(job_id))
+    return _job_body(jobs, jobs.store.get(job_id, owner=owner_filter(request)))
 
 
 @router.delete("/v1/jobs/{job_id}", summary="Cancel a job and remove it and its files")
 async def delete_job(request: Request, job_id: str) -> dict[str, Any]:
-    await asyncio.to_thread(jobs_of(request).delete, job_id)
+    await asyncio.to_thread(jobs_of(request).delete, job_id, owner=owner_filter(request))
     return {"id": job_id, "object": "job.deleted", "deleted": True}
 
 
 @router.get("/v1/jobs/{job_id}/events", summary="Progress as server-sent events")
 def stream_job_events(request: Request, job_id: str) -> EventSourceResponse:
     jobs = jobs_of(request)
-    jobs.store.get(job_id)  # 404 before the stream starts
+    jobs.store.get(job_id, owner=owner_filter(request))  # 404 before the stream starts
     return streams.event_source(streams.job_stream(jobs.follow(job_id)))
 
 
@@ -103,7 +103,7 @@ def get_result(request: Request, job_id: str, format: str = "json", download: bo
         raise InvalidOptionError(f"unknown format '{format}': choose one of {', '.join(RESULT_FORMATS)}",
                                  param="format")
     jobs = jobs_of(request)
-    job = jobs.store.get(job_id)
+    job = jobs.store.get(job_id, owner=owner_filter(request))
     transcript = jobs.store.result(job_id)
     writer = formats.get_writer(format)
     body = writer.render(transcript, uri=Path(job.filename).stem or job_id)
@@ -122,7 +122,7 @@ def _ascii(name: str) -> str:
 
 @router.get("/v1/jobs/{job_id}/audio", summary="The uploaded audio (supports range requests)")
 def get_audio(request: Request, job_id: str) -> FileResponse:
-    job = jobs_of(request).store.get(job_id)
+    job = jobs_of(request).store.get(job_id, owner=owner_filter(request))
     path = Path(job.audio_path)
     if not path.exists():
         raise InvalidOptionError(f"job '{job_id}' has no audio any more", param="job_id")
@@ -141,8 +141,10 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
     if not isinstance(body, dict) or not isinstance(body.get("name", ""), (str, type(None))):
         raise InvalidOptionError("name must be a string (empty to forget the name)", param="name")
     name = (body.get("name") or "").strip()
+    jobs_of(request).store.get(job_id, owner=owner_filter(request))  # 404 for another key's job
     enrolled = await asyncio.to_thread(jobs_of(request).name_speaker, job_id, label, name or None,
-                                       enrol=bool(body.get("enrol")))
+                                       enrol=bool(body.get("enrol")),
+                                       library_path=settings_of(request).speaker_library_for(owner_filter(request)))
     return {"job_id": job_id, "label": label, "name": name or None,
             "enrolled": None if enrolled is None else enrolled.to_dict()}
 

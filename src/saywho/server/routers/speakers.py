@@ -5,7 +5,8 @@ one or more ``file``, optional ``start``/``end`` seconds, ``merge``) or JSON
 ``{"name", "transcript_json", "label", "merge"}`` (a saywho JSON result and the label
 to learn, e.g. after renaming a speaker in the dashboard); ``GET/PATCH/DELETE
 /v1/speakers/{id}`` read, rename (``{"name": ...}``) and forget one speaker. The
-library is ``settings.speakers_db`` (the CLI's default file too).
+library is ``settings.speakers_db`` (the CLI's default file too); with API keys each key has
+its own library file (``settings.speaker_library_for``), an admin key the shared one.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from saywho.errors import InvalidOptionError
-from saywho.server.deps import settings_of
-from saywho.server.forms import decode_bytes
+from saywho.server.deps import inference_of, owner_filter, settings_of
+from saywho.server.forms import audio_payload, deadline_for, read_audio
 from saywho.speakers.library import SpeakerLibrary
-from saywho.speakers.service import fingerprint_from_audio, fingerprint_from_transcript
+from saywho.speakers.service import fingerprint_from_transcript
 
 router = APIRouter(tags=["speakers"])
 
 
 def library_of(request: Request) -> SpeakerLibrary:
-    return SpeakerLibrary(settings_of(request).speakers_db)
+    return SpeakerLibrary(settings_of(request).speaker_library_for(owner_filter(request)))
 
 
 def _bool(value: Any, param: str) -> bool:
@@ -99,10 +100,11 @@ async def create_speaker(request: Request) -> JSONResponse:
     vectors, total, sources = [], 0.0, []
     for i, upload in enumerate(uploads):
         param = "file" if len(uploads) == 1 else f"file[{i}]"
-        samples = await decode_bytes(await upload.read(), settings, param=param)
-        await upload.close()
-        try:
-            fingerprint, speech_s = await asyncio.to_thread(fingerprint_from_audio, samples, start=start, end=end)
+        audio = await read_audio(upload, settings, param=param)
+        payload = {**audio_payload(audio, {}, settings), "start": start, "end": end}
+        try:  # decoded and fingerprinted in the supervised worker, like every model call
+            fingerprint, speech_s = await inference_of(request).run(
+                "fingerprint", payload, deadline_s=deadline_for(settings, audio))
         except InvalidOptionError as exc:
             raise InvalidOptionError(f"{upload.filename or param}: {exc.message}", param=exc.param or param) from None
         vectors.append(fingerprint)

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request, Response
 
 from saywho import formats
 from saywho.server import forms, streams
-from saywho.server.deps import fault, inference_of, settings_of
-from saywho.types import SAMPLE_RATE, Transcript
+from saywho.server.deps import fault, inference_of, owner_filter, settings_of
+from saywho.types import Transcript
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +31,11 @@ async def _handle(request: Request, *, task: str, allowed: tuple[str, ...]) -> R
     form = await request.form()
     parsed = forms.parse_audio_request(form, settings, task=task, formats=allowed,
                                        diarize=False if task == "translate" else None)
-    samples = await forms.read_audio(parsed.file, settings)
+    upload = await forms.read_audio(parsed.file, settings)
     known = await forms.known_speakers(parsed, settings)
-    payload = {"samples": samples, "options": parsed.options, "known": known, "fault": fault(request),
+    payload = {**forms.audio_payload(upload, known, settings, owner_filter(request)), "options": parsed.options, "fault": fault(request),
                "stream": parsed.stream}
-    deadline = settings.deadline_for(len(samples) / SAMPLE_RATE)
+    deadline = forms.deadline_for(settings, upload, *known.values())
     ticket = inference.admit()  # 429 now, before a stream has started
     if parsed.stream:
         return streams.event_source(streams.transcription_stream(
