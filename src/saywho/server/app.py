@@ -8,7 +8,6 @@ worker starts with the app (lifespan) and stops with it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
@@ -22,6 +21,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from saywho import __version__
 from saywho.jobs.service import JobService
 from saywho.server import errors
+from saywho.server.deps import key_owner
 from saywho.server.errors import error_body
 from saywho.server.inference import InferenceService
 from saywho.server.job_bridge import WorkerTranscriber
@@ -101,11 +101,6 @@ async def _send_error(send: Any, status: int, message: str, code: str, headers: 
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
-
-
-def key_owner(key: bytes) -> str:
-    """The id a key's jobs are stored under: a hash, so the database holds no key."""
-    return hashlib.sha256(key).hexdigest()[:16]
 
 
 class ApiKeyMiddleware:

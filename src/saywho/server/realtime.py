@@ -154,7 +154,8 @@ class RealtimeConnection:
     """One accepted socket: its session settings, the engine, and the queue between them."""
 
     def __init__(self, ws: WebSocket, settings: Settings, manager: ModelManager, known: Any,
-                 jobs: JobService | None = None) -> None:
+                 jobs: JobService | None = None, owner: str | None = None) -> None:
+        self.owner = owner
         self.ws = ws
         self.jobs = jobs
         self.recording: Recording | None = None  # the session's audio, kept for a job at the end
@@ -351,7 +352,7 @@ class RealtimeConnection:
         filename = f"live-{time.strftime('%Y%m%d-%H%M%S')}.wav"
         try:
             job = await asyncio.to_thread(self.jobs.submit, path, filename=filename,
-                                          options=TranscribeOptions(model=self.options.model))
+                                          options=TranscribeOptions(model=self.options.model), owner=self.owner)
         except SaywhoError as exc:
             logger.warning("live session %s: recording not kept: %s", self.id, exc.message)
             if notify:
