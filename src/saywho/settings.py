@@ -90,6 +90,12 @@ class Settings(BaseSettings):
     # (header ``X-Saywho-Fault: crash|hang|device``). Never enable in production.
     test_faults: bool = False
 
+    # Live transcription (WS /v1/realtime): sessions at once, the largest client event,
+    # and how far (seconds of audio) a session may fall behind before appends are refused.
+    realtime_max_sessions: int = Field(4, ge=0)
+    realtime_max_event_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    realtime_max_backlog_s: float = Field(30.0, gt=0)
+
     log_level: str = "info"
 
     @model_validator(mode="after")

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 # Subcommand modules in help order; a module that is not installed is skipped.
-COMMANDS = ("transcribe", "diarize", "models", "speakers", "serve", "wyoming", "eval")
+COMMANDS = ("transcribe", "diarize", "live", "models", "speakers", "serve", "wyoming", "eval")
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

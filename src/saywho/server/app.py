@@ -8,7 +8,6 @@ worker starts with the app (lifespan) and stops with it.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import json
 import logging
@@ -22,17 +21,28 @@ from fastapi.middleware.cors import CORSMiddleware
 from saywho import __version__
 from saywho.jobs.service import JobService
 from saywho.server import errors
+from saywho.server.deps import key_owner
 from saywho.server.errors import error_body
 from saywho.server.inference import InferenceService
 from saywho.server.job_bridge import WorkerTranscriber
 from saywho.server.openapi import complete_openapi
-from saywho.server.routers import chunks, dashboard, health, jobs, models, speakers, speech, transcriptions
+from saywho.server.routers import (
+    chunks,
+    dashboard,
+    health,
+    jobs,
+    models,
+    realtime,
+    speakers,
+    speech,
+    transcriptions,
+)
 from saywho.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 ROUTERS: list[APIRouter] = [health.router, models.router, transcriptions.router, speech.router, chunks.router,
-                             speakers.router, jobs.router, dashboard.router]
+                             speakers.router, jobs.router, dashboard.router, realtime.router]
 
 # Multipart framing around the file: allowed on top of max_upload_bytes.
 MULTIPART_OVERHEAD = 1 << 20
@@ -91,11 +101,6 @@ async def _send_error(send: Any, status: int, message: str, code: str, headers: 
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
-
-
-def key_owner(key: bytes) -> str:
-    """The id a key's jobs are stored under: a hash, so the database holds no key."""
-    return hashlib.sha256(key).hexdigest()[:16]
 
 
 class ApiKeyMiddleware:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from fastapi import Request
 
 from saywho.server.inference import InferenceService
@@ -35,3 +37,8 @@ def creator_of(request: Request) -> str | None:
 def owner_filter(request: Request) -> str | None:
     """Whose jobs this request may see: its key's, or everyone's (admin key, or no keys)."""
     return None if getattr(request.state, "key_admin", False) else creator_of(request)
+
+
+def key_owner(key: bytes) -> str:
+    """The id a key's jobs are stored under: a hash, so the database holds no key."""
+    return hashlib.sha256(key).hexdigest()[:16]

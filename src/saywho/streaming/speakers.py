@@ -1,0 +1,113 @@
+"""Online speaker assignment: each new piece of speech joins the closest running speaker,
+or starts a new one when none is close enough; names come from the speaker library.
+
+Memory is bounded: one running centroid per speaker (at most ``max_speakers``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from saywho.speakers.identify import IDENTIFY_THRESHOLD, similarity_matrix
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+logger = logging.getLogger(__name__)
+
+# Cosine similarity to a running speaker's centroid from which a piece joins it. CAM++
+# same-voice scores of 1-3 s pieces mostly lie above 0.45, different voices below 0.35
+# (speakers/identify.py's calibration notes: same voice 0.50 for 3 s snippets).
+JOIN_THRESHOLD = 0.45
+# Pieces with less speech than this never start a new speaker (too noisy to trust).
+MIN_NEW_SPEAKER_S = 1.5
+# Pieces with less speech than this do not move a speaker's centroid.
+MIN_UPDATE_S = 0.8
+
+
+@dataclass(slots=True)
+class _Running:
+    label: str
+    centroid: np.ndarray  # (192,) sum of unit fingerprints weighted by speech seconds
+    speech_s: float
+    name: str | None = None
+    score: float | None = None
+    pinned: bool = False  # named by the user: the library no longer renames it
+
+
+@dataclass(slots=True)
+class OnlineSpeakers:
+    """The running speakers of one live session (not thread-safe: one session, one caller)."""
+
+    known: Callable[[], Mapping[str, np.ndarray]] | None = None
+    join_threshold: float = JOIN_THRESHOLD
+    name_threshold: float = IDENTIFY_THRESHOLD
+    max_speakers: int = 32
+    _speakers: list[_Running] = field(default_factory=list)
+
+    def assign(self, fingerprint: np.ndarray, speech_s: float) -> str:
+        """The label for a piece of speech with this unit fingerprint (192,)."""
+        if not self._speakers:
+            return self._new(fingerprint * max(speech_s, 1e-3), speech_s).label
+        centroids = np.stack([s.centroid for s in self._speakers])  # (S, 192)
+        norms = np.maximum(np.linalg.norm(centroids, axis=1), 1e-12)
+        scores = centroids @ fingerprint / norms  # (S,)
+        # A speaker started from a piece too short to trust takes the next piece it is closest to.
+        weak = np.array([s.speech_s < MIN_UPDATE_S for s in self._speakers])
+        scores = np.where(weak, np.maximum(scores, self.join_threshold), scores)
+        best = int(np.argmax(scores))
+        if scores[best] >= self.join_threshold or speech_s < MIN_NEW_SPEAKER_S or \
+                len(self._speakers) >= self.max_speakers:
+            target = self._speakers[best]
+            if target.speech_s < MIN_UPDATE_S <= speech_s:
+                target.centroid, target.speech_s = fingerprint * speech_s, speech_s
+                self._name(target)
+            elif speech_s >= MIN_UPDATE_S:
+                target.centroid = target.centroid + fingerprint * speech_s
+                target.speech_s += speech_s
+                self._name(target)
+            return target.label
+        return self._new(fingerprint * speech_s, speech_s).label
+
+    def _new(self, centroid: np.ndarray, speech_s: float) -> _Running:
+        speaker = _Running(label=f"Speaker_{len(self._speakers)}", centroid=centroid, speech_s=speech_s)
+        self._speakers.append(speaker)
+        self._name(speaker)
+        return speaker
+
+    def _name(self, speaker: _Running) -> None:
+        if self.known is None or speaker.speech_s <= 0 or speaker.pinned:
+            return
+        try:
+            known = self.known()
+        except Exception as exc:  # a damaged library leaves speakers anonymous
+            logger.warning("speakers stay anonymous: %s", exc)
+            return
+        if not known:
+            return
+        centroid = speaker.centroid / max(float(np.linalg.norm(speaker.centroid)), 1e-12)
+        _, names, scores = similarity_matrix({speaker.label: list(centroid)}, known)  # (1, N)
+        if scores.size == 0:
+            return
+        best = int(np.argmax(scores[0]))
+        taken = {s.name for s in self._speakers if s is not speaker}
+        if scores[0, best] >= self.name_threshold and names[best] not in taken:
+            speaker.name, speaker.score = names[best], float(scores[0, best])
+
+    def last_label(self) -> str | None:
+        return self._speakers[-1].label if self._speakers else None
+
+    def name_of(self, label: str) -> str | None:
+        return next((s.name for s in self._speakers if s.label == label), None)
+
+    def rename(self, label: str, name: str | None) -> None:
+        for s in self._speakers:
+            if s.label == label:
+                s.name, s.score, s.pinned = name, None, name is not None
+
+    def summary(self) -> list[dict[str, object]]:
+        return [{"label": s.label, "name": s.name, "speech_s": round(s.speech_s, 2)} for s in self._speakers]
