@@ -255,10 +255,11 @@ def test_a_file_that_is_not_audio_shows_an_error_and_leaves_nothing(page, server
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
-    """The same server with the real pipeline behind the jobs (no scripted transcriber)."""
+    """The same server with the real pipeline behind the jobs (no scripted transcriber):
+    jobs run in the supervised inference worker, as in production."""
     data = tmp_path_factory.mktemp("real")
     settings = Settings(data_dir=data, db_path=data / "server.db")
-    app = create_app(settings, inference=_NoInference())
+    app = create_app(settings)
     with serving(app) as url:
         yield {"url": url, "settings": settings}
 

@@ -29,7 +29,7 @@ from saywho.types import SpeakerCount
 # where same-voice groups average > 0.55 and different voices < 0.3. Far-field AMI
 # pieces of one voice average 0.36-0.56: see diarization.MIN_SPEAKER_SPEECH_S for the
 # 0.3 alternative bench/diarization_loo.py prefers.
-COSINE_THRESHOLD = 0.35
+COSINE_THRESHOLD = 0.4
 # After the cut, two speakers whose mean fingerprints (centroids) are more similar than
 # this are one voice split in two (3D-Speaker's "mer_cos" step). Centroids average out
 # the noise of short fingerprints, so this sits above COSINE_THRESHOLD.
