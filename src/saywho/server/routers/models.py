@@ -50,9 +50,12 @@ async def _worker_models(request: Request) -> dict[str, Any]:
     """What the inference worker holds now; empty when it is busy or down."""
     settings = settings_of(request)
     try:
-        return await inference_of(request).run("models", {}, deadline_s=min(10.0, settings.request_deadline_s))
+        held = await inference_of(request).run("models", {}, deadline_s=min(10.0, settings.request_deadline_s))
     except SaywhoError:
+        held = None
+    if not isinstance(held, dict) or not isinstance(held.get("loaded"), list):
         return {"loaded": [], "rss_bytes": None}
+    return held
 
 
 @router.get("/v1/models", summary="Installed models with state, accepted aliases, the default")
