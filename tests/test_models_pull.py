@@ -266,8 +266,8 @@ def test_server_pull_use_unload_reload_delete(local_hub: Hub, tmp_path: Path) ->
         progress = [d for k, d in events if k == "progress" and d["phase"] == "download"]
         assert progress and progress[-1]["completed"] == progress[-1]["total"] > 70_000_000
         assert events[-1][0] == "done"
-        assert http.put("/v1/models/default", json={"model": "nobody/nothing"}).status_code == 404
-        assert http.put("/v1/models/default", json={"model": MODEL_ID}).json() == {"default": MODEL_ID}
+        assert http.put("/v1/default-model", params={"model": "nobody/nothing"}).status_code == 404
+        assert http.put("/v1/default-model", params={"model": MODEL_ID}).json() == {"default": MODEL_ID}
         listing = http.get("/v1/models").json()
         ours = {m["id"]: m for m in listing["data"]}
         assert listing["default"] == MODEL_ID and ours[MODEL_ID]["default"] and not ours[MODEL_ID]["loaded"]
@@ -290,7 +290,7 @@ def test_server_pull_use_unload_reload_delete(local_hub: Hub, tmp_path: Path) ->
         assert {m["id"]: m for m in http.get("/v1/models").json()["data"]}[MODEL_ID]["loaded"]
 
         assert http.delete(f"/v1/models/{MODEL_ID}").status_code == 400  # the default
-        http.put("/v1/models/default", json={"model": "tiny.en"})
+        http.put("/v1/default-model", params={"model": "tiny.en"})
         assert http.delete(f"/v1/models/{MODEL_ID}").json()["deleted"] is True
         assert http.delete(f"/v1/models/{MODEL_ID}").status_code == 404
     finally:

@@ -8,7 +8,7 @@ unload and the default model, changeable at run time.
   events: ``progress`` (phase, bytes, total, elapsed, speed), ``log``, then ``done`` or
   ``error`` (an OpenAI-shaped error body).
 - ``DELETE /v1/models/{id}``, ``POST /v1/models/{id}/unload``,
-  ``PUT /v1/models/default`` (``{"model": id}``).
+  ``PUT /v1/default-model?model=ID``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import asyncio
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from saywho.errors import ConflictError, InvalidOptionError, NotFoundError, SaywhoError
@@ -83,11 +83,10 @@ async def list_models(request: Request) -> dict[str, Any]:
             "worker_rss_bytes": worker["rss_bytes"]}
 
 
-@router.put("/v1/models/default", summary="Change the default speech model (until restart)")
-async def set_default(request: Request, body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
-    name = body.get("model")
-    if not isinstance(name, str) or not name:
-        raise InvalidOptionError("send {\"model\": \"<id>\"}", param="model")
+@router.put("/v1/default-model", summary="Make an installed model the default speech model (until restart)",
+            responses={404: {"description": "No such installed model"}})
+async def set_default(request: Request, model: Annotated[str, Query(min_length=1, max_length=200)]) -> dict[str, Any]:
+    name = model
     await run_in_threadpool(require_installed, name)  # raises for unknown or half-downloaded ids
     settings_of(request).default_model = name
     return {"default": name}
