@@ -94,11 +94,7 @@ def embed_reference_with_speech(samples: np.ndarray) -> tuple[np.ndarray, float]
         )
 
     features = embedding.fbank(audio)  # (T, 80)
-    centers = embedding.feature_frame_centers(len(features))  # (T,)
-    in_speech = np.zeros(len(features), dtype=bool)
-    for a, b in spans:
-        in_speech |= (centers >= a) & (centers < b)
-    frames = np.flatnonzero(in_speech)  # speech frames, gaps cut out
+    frames = speech_frames(len(features), spans)  # speech frames, gaps cut out
     per_chunk = int(REFERENCE_CHUNK_S * SAMPLE_RATE / embedding.FRAME_SHIFT)
     pieces = max(1, round(len(frames) / per_chunk))
     chunks = np.array_split(frames, pieces)  # about REFERENCE_CHUNK_S of speech each
@@ -172,3 +168,12 @@ def assign_names(
     result = {labels[r]: (names[c], float(scores[r, c])) for r, c in zip(rows, cols, strict=True) if allowed[r, c]}
     logger.debug("identified %s", result)
     return result
+
+
+def speech_frames(num_features: int, spans: list[tuple[float, float]]) -> np.ndarray:
+    """Indices of the fbank frames whose centres lie inside the speech ``spans`` (seconds)."""
+    centers = embedding.feature_frame_centers(num_features)  # (T,)
+    in_speech = np.zeros(num_features, dtype=bool)
+    for a, b in spans:
+        in_speech |= (centers >= a) & (centers < b)
+    return np.flatnonzero(in_speech)

@@ -23,7 +23,7 @@ from saywho.diarization import embedding
 from saywho.errors import InvalidOptionError, ModelNotFoundError, SpeakerLibraryError
 from saywho.models import registry
 from saywho.models.manager import ModelManager
-from saywho.speakers.identify import IDENTIFY_THRESHOLD, similarity_matrix, speech_spans
+from saywho.speakers.identify import IDENTIFY_THRESHOLD, similarity_matrix, speech_frames, speech_spans
 from saywho.speakers.library import SpeakerLibrary
 from saywho.types import TranscribeOptions
 
@@ -201,10 +201,6 @@ def utterance_fingerprint(samples: np.ndarray) -> np.ndarray | None:
     if sum(b - a for a, b in spans) < MIN_UTTERANCE_SPEECH_S:
         return None
     features = embedding.fbank(audio)  # (T, 80)
-    centers = embedding.feature_frame_centers(len(features))  # (T,)
-    in_speech = np.zeros(len(features), dtype=bool)
-    for a, b in spans:
-        in_speech |= (centers >= a) & (centers < b)
-    frames = np.flatnonzero(in_speech)  # speech frames, gaps cut out
+    frames = speech_frames(len(features), spans)  # speech frames, gaps cut out
     return embedding.embed_frame_sets(features, [frames])[0]
 
