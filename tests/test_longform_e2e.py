@@ -155,9 +155,11 @@ def test_a_ray_cluster_with_the_real_models_gives_the_pools_transcript(long_run,
     on_ray = transcript_from_dict(json.loads(out.read_text()))
     assert on_ray.diarization is not None and pooled.diarization is not None
     assert on_ray.diarization.turns == pooled.diarization.turns
-    # Same words, times and speakers; a word's probability may differ in the third decimal
-    # between Ray's worker and the pool's (CTranslate2 on another thread count).
-    assert [(w.start, w.end, w.text, w.speaker) for w in on_ray.words] == \
-        [(w.start, w.end, w.text, w.speaker) for w in pooled.words]
+    # Same words and speakers. CTranslate2 on Ray's worker runs with another thread count
+    # than the pool's, so a word's edge may move by a frame or two (20 ms each) and its
+    # probability in the third decimal.
+    assert [(w.text, w.speaker) for w in on_ray.words] == [(w.text, w.speaker) for w in pooled.words]
+    assert [t for w in on_ray.words for t in (w.start, w.end)] == \
+        pytest.approx([t for w in pooled.words for t in (w.start, w.end)], abs=0.05)
     assert [w.probability for w in on_ray.words] == pytest.approx([w.probability for w in pooled.words], abs=0.05)
     assert on_ray.text == pooled.text

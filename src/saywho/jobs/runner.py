@@ -397,13 +397,14 @@ class JobRunner:
 
     def _fail(self, live: LiveJob, error: dict[str, Any]) -> None:
         job_id = live.job.id
-        live.failed(error)  # followers hear it even when the store cannot take it yet
-        try:
+        try:  # the store first, so a follower who hears "failed" and asks finds it failed
             if self.store.exists(job_id):
                 self.store.fail(job_id, error)
+            live.failed(error)
             return
         except Exception as exc:  # e.g. the disk is full: record it once there is space again
             logger.error("job %s: cannot record its failure yet (%s); retrying in the background", job_id, exc)
+        live.failed(error)  # followers hear it even when the store cannot take it yet
         with self._lock:
             first = not self._unrecorded
             self._unrecorded[job_id] = error
