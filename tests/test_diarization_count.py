@@ -128,13 +128,17 @@ def test_dev_count_is_close(dev_runs):
 
 @pytest.mark.slow
 def test_dev_num_speakers_gives_that_many_speakers_with_speech(dev_runs):
-    _, runs = dev_runs
+    diarcache, runs = dev_runs
     for clip, _, hinted in runs:
         speech = {}
         for t in hinted.exclusive:
             speech[t.speaker] = speech.get(t.speaker, 0.0) + t.duration
         assert len(hinted.speakers) == clip.num_speakers(), clip.uri
         assert all(speech.get(s, 0.0) >= 0.5 for s in hinted.speakers), (clip.uri, speech)
+    # A hint never makes things worse: pooled DER with the true counts <= without (25.1 vs 26.3 %).
+    free = diarcache.pooled([diarcache.der_components(clip, free.turns) for clip, free, _ in runs])
+    hinted = diarcache.pooled([diarcache.der_components(clip, hinted.turns) for clip, _, hinted in runs])
+    assert hinted <= free, (hinted, free)
 
 
 @pytest.mark.slow
