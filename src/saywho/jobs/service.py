@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -20,6 +21,7 @@ from saywho.errors import (
     PayloadTooLargeError,
     TooManyRequestsError,
 )
+from saywho.jobs import corrections
 from saywho.jobs.events import JobDeleted, JobEvent, follow_job
 from saywho.jobs.runner import JobRunner, Transcriber, default_transcriber
 from saywho.jobs.store import Job, JobStore, new_job_id, options_to_dict
@@ -111,6 +113,7 @@ class JobService:
         self.max_unfinished = max_unfinished  # 0: no limit
         self.min_free_bytes = min_free_bytes
         self.retry_after_s = retry_after_s
+        self._correcting = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any, transcriber: Transcriber | None = None) -> JobService:
@@ -210,8 +213,38 @@ class JobService:
 
     def correct(self, job_id: str, edit: dict[str, Any]) -> dict[str, Any]:
         """Merge speakers, move a line or words, split a line (``jobs.corrections``);
-        every export, rename and enrolment of the job then sees the corrected speakers."""
-        return self.store.correct(job_id, edit)
+        every export, rename and enrolment of the job then sees the corrected speakers.
+
+        After a move, the voices of the speakers it changed are made again from the job's
+        audio of the lines each now holds (by the transcriber's ``voice``, in the inference
+        worker), and kept with the correction."""
+        with self._correcting:  # one correction at a time: each is checked against the last
+            canonical, current = self.store.check_correction(job_id, edit)
+            voices = self._voices(self.store.get(job_id), current, canonical)
+            if voices:
+                canonical["fingerprints"] = voices
+            return self.store.add_correction(job_id, canonical)
+
+    def _voices(self, job: Job, current: Any, edit: dict[str, Any]) -> dict[str, list[float]]:
+        """label -> the fingerprint of its lines after ``edit``; a voice that cannot be made
+        (no model runner, too little speech, the audio gone) keeps the machine's."""
+        voice = getattr(self.runner.transcriber, "voice", None)
+        labels = corrections.speakers_moved(current, edit)
+        if voice is None or not labels:
+            return {}
+        after = corrections.apply(current, edit)
+        voices = {}
+        for label in labels:
+            lines = corrections.lines_of(after, label)
+            if not lines:
+                continue
+            try:
+                fingerprint, _speech_s = voice(job.audio_path, lines, duration_s=job.duration_s or after.duration)
+            except Exception as exc:  # the correction stands; only this voice stays the machine's
+                logger.info("job %s: %s keeps its voice (%s)", job.id, label, getattr(exc, "message", exc))
+                continue
+            voices[label] = [round(float(x), 6) for x in fingerprint]
+        return voices
 
     def undo(self, job_id: str) -> dict[str, Any] | None:
         """Forget the job's last correction; returns it (None when there was none)."""
