@@ -9,10 +9,12 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from saywho.jobs import corrections
 from saywho.settings import Settings
+from saywho.types import SAMPLE_RATE
 
 from .jobs_fakes import DEFAULT_LINES, ScriptedTranscriber, transcript_from_lines, write_tone_wav
 
@@ -291,11 +293,10 @@ class VoicedTranscriber(ScriptedTranscriber):
 
 @pytest.mark.slow
 def test_enrolling_a_corrected_speaker_learns_the_corrected_voice(tmp_path) -> None:
-    import numpy as np
-
     from saywho.evaluation.synth import SENTENCES, conversation
     from saywho.speakers.identify import embed_reference
     from saywho.speakers.library import SpeakerLibrary
+    from saywho.speakers.service import fingerprint_of_spans
 
     ada, bob = "flite:slt", "flite:rms"
     conv = conversation([(ada, SENTENCES[0]), (bob, SENTENCES[1]), (ada, SENTENCES[2]), (bob, SENTENCES[3]),
@@ -348,3 +349,26 @@ def test_enrolling_a_corrected_speaker_learns_the_corrected_voice(tmp_path) -> N
         for _ in range(3):
             client.delete(f"/v1/jobs/{job_id}/corrections/last")
         assert result(client, job_id)["diarization"]["fingerprints"] == machine
+
+        # a merge: the speaker left holds every line, and its voice is made from all of them
+        r = client.post(f"/v1/jobs/{job_id}/corrections", json={"op": "merge", "source": "Speaker_1",
+                                                                "target": "Speaker_0"})
+        assert r.json()["correction"]["voices"] == ["Speaker_0"]
+        merged = result(client, job_id)["diarization"]["fingerprints"]["Speaker_0"]
+        everyone = fingerprint_of_spans(conv.samples, [(t.start, t.end) for t in conv.turns])[0]
+        assert float(np.dot(merged, everyone)) > 0.99
+
+
+def test_a_voice_from_many_lines_uses_lines_spread_over_them(monkeypatch) -> None:
+    from saywho.speakers import service
+
+    heard = []
+    monkeypatch.setattr(service, "embed_reference_with_speech",
+                        lambda audio, min_speech_s: heard.append(audio) or (audio[:3], 0.0))
+    samples = np.repeat(np.arange(1, 101, dtype=np.float32), SAMPLE_RATE)  # second i holds the value i + 1
+    spans = [(float(i), i + 1.0) for i in range(100)]
+    service.fingerprint_of_spans(samples, spans, max_s=10.0)
+    values = sorted(set(heard[-1].tolist()) - {0.0})
+    assert len(values) == 10 and values[0] == 1.0 and values[-1] == 100.0  # from the first line to the last
+    service.fingerprint_of_spans(samples, spans[:5])
+    assert sorted(set(heard[-1].tolist()) - {0.0}) == [1.0, 2.0, 3.0, 4.0, 5.0]  # under the cap: every line

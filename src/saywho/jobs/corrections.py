@@ -10,10 +10,10 @@ Line indices refer to ``segments`` of the transcript as corrected up to that poi
 A line moved to ``"new"`` goes to a speaker that did not exist (the next free
 ``Speaker_N``): the way to separate two people the diarization kept as one.
 
-Voices follow: a merged speaker's fingerprint is the speech-weighted mean of both; a
-move may carry ``fingerprints`` (label -> the voice of the lines that speaker holds
-after it, made from the job's audio by ``JobService.correct``), which replace the
-machine's, so enrolling a corrected speaker learns the corrected voice.
+Voices follow: a merge or a move may carry ``fingerprints`` (label -> the voice of the
+lines that speaker holds after it, made from the job's audio by ``JobService.correct``),
+which replace the machine's, so enrolling a corrected speaker learns the corrected
+voice. Without them a merged speaker's fingerprint is the speech-weighted mean of both.
 Renames are kept in the same history (``{"op": "rename", "label", "name", "before"}``)
 so that undo takes them back in order; they change no line.
 """
@@ -82,12 +82,13 @@ def apply_corrections(transcript: Transcript, edits: Iterable[Mapping[str, Any]]
 def apply(transcript: Transcript, edit: Mapping[str, Any]) -> Transcript:
     if edit["op"] == RENAME:  # names live beside the transcript (JobStore.names)
         return transcript
-    if edit["op"] == "merge":
-        return merge(transcript, edit["source"], edit["target"])
     if edit["op"] == "split":
         return split_line(transcript, edit["line"], edit["word"])
-    moved = move_words(transcript, edit["line"], edit["target"], edit["first_word"], edit["last_word"])
-    return with_voices(moved, edit.get("fingerprints") or {})
+    if edit["op"] == "merge":
+        changed = merge(transcript, edit["source"], edit["target"])
+    else:
+        changed = move_words(transcript, edit["line"], edit["target"], edit["first_word"], edit["last_word"])
+    return with_voices(changed, edit.get("fingerprints") or {})
 
 
 def public(edit: Mapping[str, Any]) -> dict[str, Any]:
@@ -98,8 +99,11 @@ def public(edit: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
-def speakers_moved(before: Transcript, edit: Mapping[str, Any]) -> tuple[str, ...]:
-    """The speakers whose lines a (validated) move changes: the line's speaker and the target."""
+def speakers_changed(before: Transcript, edit: Mapping[str, Any]) -> tuple[str, ...]:
+    """The speakers whose lines a (validated) correction changes: a merge's target; a
+    move's line's speaker and its target."""
+    if edit["op"] == "merge":
+        return (edit["target"],)
     if edit["op"] != "move":
         return ()
     source = before.segments[edit["line"]].speaker

@@ -215,9 +215,9 @@ class JobService:
         """Merge speakers, move a line or words, split a line (``jobs.corrections``);
         every export, rename and enrolment of the job then sees the corrected speakers.
 
-        After a move, the voices of the speakers it changed are made again from the job's
-        audio of the lines each now holds (by the transcriber's ``voice``, in the inference
-        worker), and kept with the correction."""
+        After a merge or a move, the voices of the speakers it changed are made again from
+        the job's audio of the lines each now holds (by the transcriber's ``voice``, in the
+        inference worker), and kept with the correction."""
         with self._correcting:  # one correction at a time: each is checked against the last
             canonical, current = self.store.check_correction(job_id, edit)
             voices = self._voices(self.store.get(job_id), current, canonical)
@@ -229,7 +229,7 @@ class JobService:
         """label -> the fingerprint of its lines after ``edit``; a voice that cannot be made
         (no model runner, too little speech, the audio gone) keeps the machine's."""
         voice = getattr(self.runner.transcriber, "voice", None)
-        labels = corrections.speakers_moved(current, edit)
+        labels = corrections.speakers_changed(current, edit)
         if voice is None or not labels:
             return {}
         after = corrections.apply(current, edit)
