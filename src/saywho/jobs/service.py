@@ -113,7 +113,8 @@ class JobService:
         self.max_unfinished = max_unfinished  # 0: no limit
         self.min_free_bytes = min_free_bytes
         self.retry_after_s = retry_after_s
-        self._correcting = threading.Lock()
+        self._correcting: dict[str, threading.Lock] = {}  # job id -> its corrections' lock
+        self._locks = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any, transcriber: Transcriber | None = None) -> JobService:
@@ -218,7 +219,7 @@ class JobService:
         After a merge or a move, the voices of the speakers it changed are made again from
         the job's audio of the lines each now holds (by the transcriber's ``voice``, in the
         inference worker), and kept with the correction."""
-        with self._correcting:  # one correction at a time: each is checked against the last
+        with self._history(job_id):  # each correction is checked against the one before
             canonical, current = self.store.check_correction(job_id, edit)
             voices = self._voices(self.store.get(job_id), current, canonical)
             if voices:
@@ -246,15 +247,22 @@ class JobService:
             voices[label] = [round(float(x), 6) for x in fingerprint]
         return voices
 
+    def _history(self, job_id: str) -> threading.Lock:
+        """The lock of a job's corrections: one change to its history at a time."""
+        with self._locks:
+            return self._correcting.setdefault(job_id, threading.Lock())
+
     def undo(self, job_id: str) -> dict[str, Any] | None:
-        """Forget the job's last correction; returns it (None when there was none)."""
-        return self.store.undo_correction(job_id)
+        """Forget the job's last correction or rename; returns it (None when there was none)."""
+        with self._history(job_id):
+            return self.store.undo_correction(job_id)
 
     def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False,
                      library_path: str | os.PathLike[str] | None = None) -> Speaker | None:
         """Show ``label`` as ``name`` in every export of the job (None forgets the name).
         With ``enrol``, the voice also joins the speaker library; returns that speaker."""
-        self.store.rename(job_id, label, name or None)
+        with self._history(job_id):
+            self.store.rename(job_id, label, name or None)
         if not (enrol and name):
             return None
         return enrol_from_transcript(library_path or self.library_path, self.store.corrected_result(job_id), label, name,
