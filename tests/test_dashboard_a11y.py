@@ -233,7 +233,7 @@ def test_no_serious_accessibility_violations_and_a_running_job_shows_its_progres
 # ---------------------------------------------------------------------------
 
 
-def test_keyboard_only_upload_switch_rename_merge_move_and_play(open_page, server, standup) -> None:
+def test_keyboard_only_upload_switch_rename_merge_move_play_and_undo(open_page, server, standup) -> None:
     page = open_page()
     puts = []
     page.on("request", lambda r: puts.append(r.post_data) if r.method == "PUT" else None)
@@ -325,6 +325,23 @@ def test_keyboard_only_upload_switch_rename_merge_move_and_play(open_page, serve
     assert page.evaluate("document.querySelector('#player').currentTime") == pytest.approx(second, abs=0.3)
     page.evaluate("document.querySelector('#player').pause()")
     shot(page, "corrected")
+
+    # undo, last first: Ctrl+Z takes back the move, the Undo button the rename
+    assert page.inner_text("#undo") == "Undo (2)"
+    page.keyboard.press("Control+z")
+    page.wait_for_function("document.querySelector(\"#transcript .line[data-index='3']\").dataset.speaker"
+                           " === 'Speaker_2'")
+    page.wait_for_function("document.querySelector('#progress-live').textContent.includes('Undone: the move')")
+    assert page.locator("#speakers .speaker").evaluate_all("l => l.map((x) => x.dataset.label)") == [
+        "Speaker_0", "Speaker_1", "Speaker_2"]
+    tab_to(page, "#undo")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#speakers .speaker[data-label='Speaker_1'] .name:text('Speaker_1')")
+    assert page.is_disabled("#undo")
+    assert page.evaluate("document.activeElement.textContent") == "Merge"  # focus is not lost
+    srt = page.evaluate("fetch(document.querySelector(\"#downloads a[data-format='srt']\").href)"
+                        ".then((r) => r.text())")
+    assert "Ada Lovelace" not in srt and f"[Speaker_2] {DEFAULT_LINES[3][3]}" in srt
 
 
 # ---------------------------------------------------------------------------

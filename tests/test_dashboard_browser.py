@@ -304,6 +304,13 @@ def test_real_pipeline_end_to_end_in_the_browser(browser, real_server, recording
             page.click("#downloads a[data-format='srt']")
         srt = Path(download.value.path()).read_text(encoding="utf-8")
         assert "[Grace Hopper]" in srt and "[Speaker_1]" not in srt
+        # a merge: the merged speaker's voice is made again in the inference worker from its lines
+        page.select_option("#merge-source", "Speaker_2")
+        page.select_option("#merge-target", "Speaker_0")
+        with page.expect_response(lambda r: r.url.endswith("/corrections") and r.request.method == "POST") as done:
+            page.click("#merge button[type=submit]")
+        assert done.value.json()["correction"]["voices"] == ["Speaker_0"]
+        page.wait_for_function(f"document.querySelectorAll('#speakers .speaker').length === {voices - 1}")
     finally:
         context.close()
     assert not errors, f"JavaScript errors: {errors}"

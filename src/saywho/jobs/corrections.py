@@ -9,6 +9,13 @@ every export, rename and enrolment sees the same corrected speakers.
 Line indices refer to ``segments`` of the transcript as corrected up to that point.
 A line moved to ``"new"`` goes to a speaker that did not exist (the next free
 ``Speaker_N``): the way to separate two people the diarization kept as one.
+
+Voices follow: a merge or a move may carry ``fingerprints`` (label -> the voice of the
+lines that speaker holds after it, made from the job's audio by ``JobService.correct``),
+which replace the machine's, so enrolling a corrected speaker learns the corrected
+voice. Without them a merged speaker's fingerprint is the speech-weighted mean of both.
+Renames are kept in the same history (``{"op": "rename", "label", "name", "before"}``)
+so that undo takes them back in order; they change no line.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
 OPS = ("merge", "move", "split")
+RENAME = "rename"
 NEW_SPEAKER = "new"
 
 
@@ -72,11 +80,50 @@ def apply_corrections(transcript: Transcript, edits: Iterable[Mapping[str, Any]]
 
 
 def apply(transcript: Transcript, edit: Mapping[str, Any]) -> Transcript:
-    if edit["op"] == "merge":
-        return merge(transcript, edit["source"], edit["target"])
+    if edit["op"] == RENAME:  # names live beside the transcript (JobStore.names)
+        return transcript
     if edit["op"] == "split":
         return split_line(transcript, edit["line"], edit["word"])
-    return move_words(transcript, edit["line"], edit["target"], edit["first_word"], edit["last_word"])
+    if edit["op"] == "merge":
+        changed = merge(transcript, edit["source"], edit["target"])
+    else:
+        changed = move_words(transcript, edit["line"], edit["target"], edit["first_word"], edit["last_word"])
+    return with_voices(changed, edit.get("fingerprints") or {})
+
+
+def public(edit: Mapping[str, Any]) -> dict[str, Any]:
+    """``edit`` as the API shows it: which voices were recomputed, not their 192 numbers."""
+    view = {k: v for k, v in edit.items() if k != "fingerprints"}
+    if edit.get("fingerprints"):
+        view["voices"] = sorted(edit["fingerprints"])
+    return view
+
+
+def speakers_changed(before: Transcript, edit: Mapping[str, Any]) -> tuple[str, ...]:
+    """The speakers whose lines a (validated) correction changes: a merge's target; a
+    move's line's speaker and its target."""
+    if edit["op"] == "merge":
+        return (edit["target"],)
+    if edit["op"] != "move":
+        return ()
+    source = before.segments[edit["line"]].speaker
+    return tuple(x for x in dict.fromkeys((source, edit["target"])) if x is not None)
+
+
+def lines_of(transcript: Transcript, label: str) -> list[tuple[float, float]]:
+    """(start, end) seconds of every line ``label`` holds."""
+    return [(s.start, s.end) for s in transcript.segments if s.speaker == label]
+
+
+def with_voices(transcript: Transcript, voices: Mapping[str, Sequence[float]]) -> Transcript:
+    """``transcript`` whose speakers in ``voices`` have those fingerprints (unit length)."""
+    d = transcript.diarization
+    present = {s.label for s in transcript.speakers}
+    voices = {k: v for k, v in voices.items() if k in present}
+    if d is None or not voices:
+        return transcript
+    fingerprints = {**d.fingerprints, **{k: _unit(v) for k, v in voices.items()}}
+    return dataclasses.replace(transcript, diarization=dataclasses.replace(d, fingerprints=fingerprints))
 
 
 def next_label(labels: Sequence[str]) -> str:
@@ -258,6 +305,10 @@ def _reassign(turns: Sequence[SpeakerTurn], start: float, end: float, source: st
 
 def _mean_voice(a: Sequence[float], a_s: float, b: Sequence[float], b_s: float) -> tuple[float, ...]:
     va, vb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    mean = va * max(a_s, 1e-3) + vb * max(b_s, 1e-3)
-    norm = float(np.linalg.norm(mean)) or 1.0
-    return tuple(float(x) for x in mean / norm)
+    return _unit(va * max(a_s, 1e-3) + vb * max(b_s, 1e-3))
+
+
+def _unit(v: Sequence[float] | np.ndarray) -> tuple[float, ...]:
+    vector = np.asarray(v, dtype=np.float64)
+    norm = float(np.linalg.norm(vector)) or 1.0
+    return tuple(float(x) for x in vector / norm)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -20,6 +21,7 @@ from saywho.errors import (
     PayloadTooLargeError,
     TooManyRequestsError,
 )
+from saywho.jobs import corrections
 from saywho.jobs.events import JobDeleted, JobEvent, follow_job
 from saywho.jobs.runner import JobRunner, Transcriber, default_transcriber
 from saywho.jobs.store import Job, JobStore, new_job_id, options_to_dict
@@ -111,6 +113,8 @@ class JobService:
         self.max_unfinished = max_unfinished  # 0: no limit
         self.min_free_bytes = min_free_bytes
         self.retry_after_s = retry_after_s
+        self._correcting: dict[str, threading.Lock] = {}  # job id -> its corrections' lock
+        self._locks = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Any, transcriber: Transcriber | None = None) -> JobService:
@@ -210,18 +214,55 @@ class JobService:
 
     def correct(self, job_id: str, edit: dict[str, Any]) -> dict[str, Any]:
         """Merge speakers, move a line or words, split a line (``jobs.corrections``);
-        every export, rename and enrolment of the job then sees the corrected speakers."""
-        return self.store.correct(job_id, edit)
+        every export, rename and enrolment of the job then sees the corrected speakers.
+
+        After a merge or a move, the voices of the speakers it changed are made again from
+        the job's audio of the lines each now holds (by the transcriber's ``voice``, in the
+        inference worker), and kept with the correction."""
+        with self._history(job_id):  # each correction is checked against the one before
+            canonical, current = self.store.check_correction(job_id, edit)
+            voices = self._voices(self.store.get(job_id), current, canonical)
+            if voices:
+                canonical["fingerprints"] = voices
+            return self.store.add_correction(job_id, canonical)
+
+    def _voices(self, job: Job, current: Any, edit: dict[str, Any]) -> dict[str, list[float]]:
+        """label -> the fingerprint of its lines after ``edit``; a voice that cannot be made
+        (no model runner, too little speech, the audio gone) keeps the machine's."""
+        voice = getattr(self.runner.transcriber, "voice", None)
+        labels = corrections.speakers_changed(current, edit)
+        if voice is None or not labels:
+            return {}
+        after = corrections.apply(current, edit)
+        voices = {}
+        for label in labels:
+            lines = corrections.lines_of(after, label)
+            if not lines:
+                continue
+            try:
+                fingerprint, _speech_s = voice(job.audio_path, lines, duration_s=job.duration_s or after.duration)
+            except Exception as exc:  # the correction stands; only this voice stays the machine's
+                logger.info("job %s: %s keeps its voice (%s)", job.id, label, getattr(exc, "message", exc))
+                continue
+            voices[label] = [round(float(x), 6) for x in fingerprint]
+        return voices
+
+    def _history(self, job_id: str) -> threading.Lock:
+        """The lock of a job's corrections: one change to its history at a time."""
+        with self._locks:
+            return self._correcting.setdefault(job_id, threading.Lock())
 
     def undo(self, job_id: str) -> dict[str, Any] | None:
-        """Forget the job's last correction; returns it (None when there was none)."""
-        return self.store.undo_correction(job_id)
+        """Forget the job's last correction or rename; returns it (None when there was none)."""
+        with self._history(job_id):
+            return self.store.undo_correction(job_id)
 
     def name_speaker(self, job_id: str, label: str, name: str | None, *, enrol: bool = False,
                      library_path: str | os.PathLike[str] | None = None) -> Speaker | None:
         """Show ``label`` as ``name`` in every export of the job (None forgets the name).
         With ``enrol``, the voice also joins the speaker library; returns that speaker."""
-        self.store.rename(job_id, label, name or None)
+        with self._history(job_id):
+            self.store.rename(job_id, label, name or None)
         if not (enrol and name):
             return None
         return enrol_from_transcript(library_path or self.library_path, self.store.corrected_result(job_id), label, name,

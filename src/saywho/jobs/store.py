@@ -392,19 +392,28 @@ class JobStore:
                                                      (job_id,))}
 
     def rename(self, job_id: str, label: str, name: str | None) -> None:
-        """Name a speaker of a finished job (``None`` or blank: forget the name)."""
+        """Name a speaker of a finished job (``None`` or blank: forget the name); kept in
+        the corrections' history, so undo takes it back."""
         transcript = self.corrected_result(job_id)
         if label not in {s.label for s in transcript.speakers}:
             raise NotFoundError(f"job '{job_id}' has no speaker '{label}'", param="label")
         name = (name or "").strip()
         if len(name) > MAX_NAME_LENGTH:
             raise InvalidOptionError(f"a speaker name has at most {MAX_NAME_LENGTH} characters", param="name")
-        with self._conn() as conn, db.transaction(conn):
-            if name:
-                conn.execute("INSERT OR REPLACE INTO job_speakers (job_id, label, name) VALUES (?, ?, ?)",
-                             (job_id, label, name))
-            else:
-                conn.execute("DELETE FROM job_speakers WHERE job_id = ? AND label = ?", (job_id, label))
+        before = self.names(job_id).get(label)
+        if (before or "") != name:
+            with self._conn() as conn, db.transaction(conn):
+                self._name(conn, job_id, label, name)
+                self._push(conn, job_id, {"op": corrections.RENAME, "label": label, "name": name or None,
+                                          "before": before})
+
+    @staticmethod
+    def _name(conn: Any, job_id: str, label: str, name: str | None) -> None:
+        if name:
+            conn.execute("INSERT OR REPLACE INTO job_speakers (job_id, label, name) VALUES (?, ?, ?)",
+                         (job_id, label, name))
+        else:
+            conn.execute("DELETE FROM job_speakers WHERE job_id = ? AND label = ?", (job_id, label))
 
     def raw_result(self, job_id: str) -> Transcript:
         """The transcript as the pipeline produced it (no renames)."""
@@ -433,20 +442,28 @@ class JobStore:
             return [json.loads(r[0]) for r in conn.execute(
                 "SELECT edit FROM job_corrections WHERE job_id = ? ORDER BY seq", (job_id,))]
 
-    def correct(self, job_id: str, edit: Mapping[str, Any]) -> dict[str, Any]:
-        """Check ``edit`` against the corrected transcript and keep it; returns it canonical."""
+    def check_correction(self, job_id: str, edit: Mapping[str, Any]) -> tuple[dict[str, Any], Transcript]:
+        """``edit`` checked against the corrected transcript: (it canonical, that transcript)."""
         raw, done = self.raw_result(job_id), self.corrections(job_id)
-        taken = [s.label for s in raw.speakers] + [str(e.get("target")) for e in done]
-        canonical = corrections.validate(corrections.apply_corrections(raw, done), edit, taken=taken)
+        taken = [s.label for s in raw.speakers] + [str(e["target"]) for e in done if e.get("target")]
+        current = corrections.apply_corrections(raw, done)
+        return corrections.validate(current, edit, taken=taken), current
+
+    def add_correction(self, job_id: str, canonical: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep a correction ``check_correction`` made canonical at the end of the job's history."""
         with self._conn() as conn, db.transaction(conn):
-            seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_corrections WHERE job_id = ?",
-                               (job_id,)).fetchone()[0]
-            conn.execute("INSERT INTO job_corrections (job_id, seq, edit, created_at) VALUES (?, ?, ?, ?)",
-                         (job_id, seq, json.dumps(canonical), time.time()))
-        return canonical
+            self._push(conn, job_id, canonical)
+        return dict(canonical)
+
+    @staticmethod
+    def _push(conn: Any, job_id: str, edit: Mapping[str, Any]) -> None:
+        seq = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM job_corrections WHERE job_id = ?",
+                           (job_id,)).fetchone()[0]
+        conn.execute("INSERT INTO job_corrections (job_id, seq, edit, created_at) VALUES (?, ?, ?, ?)",
+                     (job_id, seq, json.dumps(dict(edit)), time.time()))
 
     def undo_correction(self, job_id: str) -> dict[str, Any] | None:
-        """Forget the last correction; returns it (None when there was none)."""
+        """Forget the last correction or rename; returns it (None when there was none)."""
         self.get(job_id)
         with self._conn() as conn, db.transaction(conn):
             row = conn.execute("SELECT seq, edit FROM job_corrections WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
@@ -454,7 +471,10 @@ class JobStore:
             if row is None:
                 return None
             conn.execute("DELETE FROM job_corrections WHERE job_id = ? AND seq = ?", (job_id, row[0]))
-        return json.loads(row[1])
+            edit = json.loads(row[1])
+            if edit["op"] == corrections.RENAME:
+                self._name(conn, job_id, edit["label"], edit.get("before"))
+        return edit
 
 
 class JobNotFinishedError(SaywhoError):

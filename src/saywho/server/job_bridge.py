@@ -38,6 +38,10 @@ ADMISSION_POLL_S = 0.5
 CRASH_FILENAME = "crash-worker"
 
 
+def _no_progress(step: str, *, completed: float, total: float) -> None:
+    """A hook for worker calls outside a job's run (nothing to report, nothing to cancel)."""
+
+
 class WorkerTranscriber:
     """Runs jobs' decoding and chunks in the inference worker. ``loop`` is the server's event
     loop (set when the app starts); the runner's threads wait on it."""
@@ -67,6 +71,13 @@ class WorkerTranscriber:
         if not options.identify or library is None or not Path(library).exists():
             return transcript
         return name_speakers(transcript, library_identifier(library))
+
+    def voice(self, audio_path: str | Path, spans: list[tuple[float, float]], *,
+              duration_s: float) -> tuple[np.ndarray, float]:
+        """(fingerprint, speech seconds) of ``spans`` of a job's recording, made in the worker:
+        a corrected speaker's voice (``JobService.correct``)."""
+        payload = {"audio_path": str(audio_path), "spans": [(float(a), float(b)) for a, b in spans]}
+        return self._run("voice", payload, _no_progress, audio_s=duration_s)
 
     def _chunk(self, samples: np.ndarray, options: TranscribeOptions, *, hook: Hook) -> ChunkResult:
         payload = {"samples": samples, "options": options}

@@ -178,6 +178,15 @@ class Worker:
 
         return fingerprint_from_audio(_samples(payload), start=payload.get("start"), end=payload.get("end"))
 
+    def job_voice(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
+        """(fingerprint, speech seconds) of the lines a corrected speaker of a job holds
+        (``payload``: the job's ``audio_path`` and the lines' ``spans`` in seconds)."""
+        from saywho.speakers.service import (
+            fingerprint_of_spans,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+
+        return fingerprint_of_spans(payload["audio_path"], payload["spans"])
+
     def job_speech(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> bytes:
         from saywho import (
             tts,  # lazy: the HTTP process imports this module; models load in the worker child only

@@ -71,8 +71,8 @@ def embed_reference(samples: np.ndarray) -> np.ndarray:
     return fingerprint
 
 
-def embed_reference_with_speech(samples: np.ndarray) -> tuple[np.ndarray, float]:
-    """``embed_reference`` and the seconds of speech it used."""
+def embed_reference_with_speech(samples: np.ndarray, *, min_speech_s: float = MIN_SPEECH_S) -> tuple[np.ndarray, float]:
+    """``embed_reference`` and the seconds of speech it used (at least ``min_speech_s``)."""
     audio = np.asarray(samples, dtype=np.float32)
     if audio.ndim == 2 and 1 in audio.shape:
         audio = audio.reshape(-1)
@@ -85,10 +85,10 @@ def embed_reference_with_speech(samples: np.ndarray) -> tuple[np.ndarray, float]
     audio = audio * np.float32(0.5 / peak)
     spans = speech_spans(audio)
     speech_s = sum(b - a for a, b in spans)
-    if speech_s < MIN_SPEECH_S:
+    if speech_s < min_speech_s:
         what = "no speech was found" if not spans else f"only {speech_s:.1f} s of speech was found"
         raise InvalidOptionError(
-            f"the voice reference is too short: {what}; enrolment needs at least {MIN_SPEECH_S:g} s of speech "
+            f"the voice reference is too short: {what}; enrolment needs at least {min_speech_s:g} s of speech "
             f"(clip length {len(audio) / SAMPLE_RATE:.1f} s)",
             param="file",
         )

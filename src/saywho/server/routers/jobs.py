@@ -6,7 +6,8 @@ the state; ``/events`` streams progress as server-sent events; ``/result?format=
 renders the transcript with the job's speaker names; ``/audio`` serves the upload
 (range requests); ``PUT /speakers/{label}`` names a speaker (optionally enrolling the
 voice in the library); ``/corrections`` merges speakers, moves a line or words to
-another speaker, splits a line (``DELETE /corrections/last`` undoes); ``DELETE``
+another speaker, splits a line (``DELETE /corrections/last`` undoes the last of these or
+a rename); ``DELETE``
 cancels and removes. The work is in ``saywho.jobs``;
 the event stream's framing in ``saywho.server.streams``.
 """
@@ -25,6 +26,7 @@ from starlette.datastructures import FormData
 
 from saywho import formats
 from saywho.errors import InvalidOptionError
+from saywho.jobs import corrections
 from saywho.jobs.service import JobService
 from saywho.jobs.store import Job
 from saywho.server import streams
@@ -152,8 +154,8 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
 @router.get("/v1/jobs/{job_id}/corrections", summary="The corrections made to this job's speakers, oldest first")
 def list_corrections(request: Request, job_id: str) -> dict[str, Any]:
     jobs = jobs_of(request)
-    jobs.store.get(job_id)
-    return {"object": "list", "data": jobs.store.corrections(job_id)}
+    jobs.store.get(job_id, owner=owner_filter(request))
+    return {"object": "list", "data": [corrections.public(e) for e in jobs.store.corrections(job_id)]}
 
 
 @router.post("/v1/jobs/{job_id}/corrections", summary="Merge two speakers, move a line (or words), split a line")
@@ -166,12 +168,16 @@ async def add_correction(request: Request, job_id: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidOptionError("a correction is a JSON object with an 'op'", param="op")
     jobs = jobs_of(request)
+    jobs.store.get(job_id, owner=owner_filter(request))
     edit = await asyncio.to_thread(jobs.correct, job_id, body)
-    return {"job_id": job_id, "correction": edit, "corrections": len(jobs.store.corrections(job_id))}
+    return {"job_id": job_id, "correction": corrections.public(edit),
+            "corrections": len(jobs.store.corrections(job_id))}
 
 
-@router.delete("/v1/jobs/{job_id}/corrections/last", summary="Undo the last correction")
+@router.delete("/v1/jobs/{job_id}/corrections/last", summary="Undo the last correction or rename")
 async def undo_correction(request: Request, job_id: str) -> dict[str, Any]:
     jobs = jobs_of(request)
+    jobs.store.get(job_id, owner=owner_filter(request))
     undone = await asyncio.to_thread(jobs.undo, job_id)
-    return {"job_id": job_id, "undone": undone, "corrections": len(jobs.store.corrections(job_id))}
+    return {"job_id": job_id, "undone": None if undone is None else corrections.public(undone),
+            "corrections": len(jobs.store.corrections(job_id))}

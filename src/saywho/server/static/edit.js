@@ -1,7 +1,8 @@
 // saywho dashboard: speakers and the transcript, and correcting them. Rename a speaker,
 // merge two speakers, move a line (or some of its words) to another speaker, split a
-// line; undo. Every correction is stored on the server (POST /v1/jobs/{id}/corrections),
-// so every export and the speaker library follow it.
+// line; undo (the Undo button or Ctrl+Z, last first, renames included). Every correction
+// is stored on the server (POST /v1/jobs/{id}/corrections), so every export and the
+// speaker library follow it.
 "use strict";
 
 // ---------------------------------------------------------------- speakers
@@ -28,6 +29,7 @@ function renderSpeakers() {
   $("#merge").hidden = labels.length < 2 && !state.corrections;
   $("#undo").disabled = !state.corrections;
   $("#undo").textContent = state.corrections ? `Undo (${state.corrections})` : "Undo";
+  $("#undo").setAttribute("aria-keyshortcuts", "Control+Z");
 }
 
 function focusSpeaker(label) {
@@ -104,15 +106,32 @@ async function correct(edit, message) {
 
 async function undo() {
   const id = state.jobId;
+  let answer;
   try {
-    await postJSON(`/v1/jobs/${id}/corrections/last`, undefined, "DELETE");
+    answer = await postJSON(`/v1/jobs/${id}/corrections/last`, undefined, "DELETE");
   } catch (error) {
     showJobError({ message: `could not undo: ${error.message}` });
     return;
   }
   await loadResult(id, { keepZoom: true });
-  announce("Undone.");
-  if ($("#undo").disabled) $("#merge button[type=submit]").focus();
+  announce(answer.undone ? `Undone: ${undoneText(answer.undone)}.` : "Nothing to undo.");
+  if ($("#undo").disabled && document.activeElement === $("#undo")) $("#merge button[type=submit]").focus();
+}
+
+function undoneText(edit) {
+  if (edit.op === "rename") return `the name of ${edit.label}`;
+  if (edit.op === "merge") return `the merge of ${edit.source} into ${edit.target}`;
+  if (edit.op === "split") return `the split of line ${edit.line + 1}`;
+  return `the move of line ${edit.line + 1} to ${edit.target}`;
+}
+
+function undoKey(e) {
+  // Ctrl+Z (Cmd+Z) undoes the last correction, except where it edits text.
+  if (!(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey || e.key.toLowerCase() !== "z") return;
+  if (e.target.closest("input, textarea, select, [contenteditable='true']")) return;
+  if ($("#result").hidden || $("#undo").disabled) return;
+  e.preventDefault();
+  undo();
 }
 
 function setupEditing() {
@@ -123,6 +142,7 @@ function setupEditing() {
     await correct({ op: "merge", source, target }, `Merged ${displayOf(source)} into ${displayOf(target)}`);
   });
   $("#undo").addEventListener("click", undo);
+  document.addEventListener("keydown", undoKey);
   const box = $("#transcript");
   box.addEventListener("keydown", transcriptKeys);
   box.addEventListener("click", (e) => {
