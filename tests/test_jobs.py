@@ -283,6 +283,20 @@ def test_rename_can_enrol_the_voice(settings, wav) -> None:
         assert [s["name"] for s in client.get("/v1/speakers").json()["data"]] == ["Grace"]
 
 
+def test_an_admin_enrolling_from_a_keys_job_teaches_that_keys_library(settings, wav) -> None:
+    keyed = settings.model_copy(update={"api_keys": ["alice-key", "bob-key"], "admin_keys": ["root-key"]})
+    with make_client(keyed, ScriptedTranscriber(delay_s=0)) as client:
+        alice, bob, root = ({"Authorization": f"Bearer {k}"} for k in ("alice-key", "bob-key", "root-key"))
+        job_id = client.post("/v1/jobs", files={"file": (wav.name, wav.read_bytes())}, headers=alice).json()["id"]
+        wait_for(lambda: client.get(f"/v1/jobs/{job_id}", headers=alice).json()["status"] == "finished")
+        r = client.put(f"/v1/jobs/{job_id}/speakers/Speaker_0", json={"name": "Grace", "enrol": True}, headers=root)
+        assert r.status_code == 200, r.text
+        mine = client.get("/v1/speakers", headers=alice).json()["data"]
+        assert [s["name"] for s in mine] == ["Grace"] and mine[0]["owner"] != "shared"
+        assert client.get("/v1/speakers", headers=bob).json()["data"] == []
+        assert client.get("/v1/speakers", headers=root, params={"owner": "shared"}).json()["data"] == []
+
+
 def test_audio_supports_range_requests(settings, wav) -> None:
     with make_client(settings, ScriptedTranscriber(delay_s=0)) as client:
         job_id = submit(client, wav).json()["id"]

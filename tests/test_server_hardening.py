@@ -185,6 +185,10 @@ def corpus(files: dict[str, bytes]) -> list[tuple[str, str, str, dict[str, Any],
          None),
         ("enrol a voice without a name", "POST", "/v1/speakers", {"files": {"file": ("a.wav", wav)}}, 400, None),
         ("unknown speaker", "GET", "/v1/speakers/spk_nope", {}, 404, None),
+        ("speaker library owner as a path", "GET", "/v1/speakers?owner=../../etc/passwd", {}, 404, "not_found"),
+        ("unknown speaker library owner", "DELETE", "/v1/speakers/spk_nope?owner=0123456789abcdef", {}, 404,
+         "not_found"),
+        ("speaker library owner too long", "GET", "/v1/speakers?owner=" + "a" * 300, {}, 400, "invalid_value"),
         ("unknown path", "GET", "/v1/nothing-here", {}, 404, "not_found"),
         ("wrong method", "PUT", "/v1/models", {}, 405, None),
         ("untrusted Host header (DNS rebinding)", "GET", "/v1/models", {"headers": {"Host": "evil.example"}}, 400,
@@ -309,9 +313,12 @@ def test_keys_isolate_jobs(keyed: RunningServer, files) -> None:
         assert bob.get("/v1/jobs").json()["data"] == []
         for method, path in [("GET", f"/v1/jobs/{job}"), ("GET", f"/v1/jobs/{job}/audio"),
                              ("GET", f"/v1/jobs/{job}/result"), ("GET", f"/v1/jobs/{job}/events"),
+                             ("GET", f"/v1/jobs/{job}/corrections"), ("DELETE", f"/v1/jobs/{job}/corrections/last"),
                              ("DELETE", f"/v1/jobs/{job}")]:
             assert_openai_error(bob.request(method, path), 404, "not_found")
         assert_openai_error(bob.put(f"/v1/jobs/{job}/speakers/Speaker_0", json={"name": "x"}), 404, "not_found")
+        assert_openai_error(bob.post(f"/v1/jobs/{job}/corrections", json={"op": "merge", "source": "Speaker_1",
+                                                                           "target": "Speaker_0"}), 404, "not_found")
         assert alice.get(f"/v1/jobs/{job}/audio").content == files["wav"]
         assert [j["id"] for j in root.get("/v1/jobs").json()["data"]] == [job]
         assert root.get(f"/v1/jobs/{job}").status_code == 200
@@ -321,26 +328,82 @@ def test_keys_isolate_jobs(keyed: RunningServer, files) -> None:
         if second.status_code == 202 and third.status_code != 202:
             assert_openai_error(third, 429, "too_many_requests")
             assert third.headers["Retry-After"] == "7"
-        # Speakers: each key has its own library; the admin key manages the shared one.
-        v = np.random.default_rng(0).standard_normal(192)
-        transcript = {"duration": 20.0, "language": "en", "text": "", "segments": [],
-                      "speakers": [{"label": "A", "name": None, "speech_s": 10.0, "score": None}],
-                      "diarization": {"duration": 20.0, "speakers": ["A"], "turns": [], "exclusive_turns": [],
-                                      "fingerprints": {"A": (v / np.linalg.norm(v)).tolist()}}}
-        r = alice.post("/v1/speakers", json={"name": "Ada", "label": "A", "transcript_json": transcript})
-        assert r.status_code == 201, r.text
-        speaker = r.json()["id"]
-        assert [s["name"] for s in alice.get("/v1/speakers").json()["data"]] == ["Ada"]
-        assert bob.get("/v1/speakers").json()["data"] == []
-        assert_openai_error(bob.get(f"/v1/speakers/{speaker}"), 404)
-        assert_openai_error(bob.delete(f"/v1/speakers/{speaker}"), 404)
-        assert root.get("/v1/speakers").json()["data"] == []
         # /health/deep runs inference: behind the key; the cheap checks stay open.
         assert_openai_error(httpx.get(f"{keyed.url}/health/deep"), 401, "invalid_api_key")
         assert httpx.get(f"{keyed.url}/health/ready").status_code in (200, 503)
         assert httpx.get(f"{keyed.url}/health").status_code == 200
         # With keys set, the Host header is the key's business (no trusted-host check).
         assert alice.get("/v1/models", headers={"Host": "saywho.example"}).status_code == 200
+
+
+def _transcript(seed: int) -> dict[str, Any]:
+    """A saywho JSON result with one speaker "A" and its fingerprint (what POST /v1/speakers learns from)."""
+    v = np.random.default_rng(seed).standard_normal(192)
+    return {"duration": 20.0, "language": "en", "text": "", "segments": [],
+            "speakers": [{"label": "A", "name": None, "speech_s": 10.0, "score": None}],
+            "diarization": {"duration": 20.0, "speakers": ["A"], "turns": [], "exclusive_turns": [],
+                            "fingerprints": {"A": (v / np.linalg.norm(v)).tolist()}}}
+
+
+def test_keys_own_their_speakers_and_an_admin_sees_all(keyed: RunningServer) -> None:
+    def client(key: str) -> httpx.Client:
+        return httpx.Client(base_url=keyed.url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
+
+    def enrol(http: httpx.Client, name: str, seed: int, **params: str) -> dict[str, Any]:
+        r = http.post("/v1/speakers", params=params, json={"name": name, "label": "A", "transcript_json": _transcript(seed)})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def listing(http: httpx.Client, **params: str) -> list[tuple[str, str]]:
+        r = http.get("/v1/speakers", params=params)
+        assert r.status_code == 200, r.text
+        return sorted((s["owner"], s["name"]) for s in r.json()["data"])
+
+    with client("alice-key") as alice, client("bob-key") as bob, client("root-key") as root:
+        ada = enrol(alice, "Grace", 1)
+        a = ada["owner"]
+        bobs_grace, bo = enrol(bob, "Grace", 2), enrol(bob, "Bo", 3)
+        b = bo["owner"]
+        assert a != b and {a, b} <= {s["owner"] for s in (ada, bobs_grace, bo)}
+        # A plain key sees its own speakers only; another key's are as if they did not exist.
+        assert listing(alice) == [(a, "Grace")]
+        assert listing(bob) == [(b, "Bo"), (b, "Grace")]
+        for method, path in [("GET", f"/v1/speakers/{ada['id']}"), ("DELETE", f"/v1/speakers/{ada['id']}")]:
+            assert_openai_error(bob.request(method, path), 404, "speaker_not_found")
+        assert_openai_error(bob.patch(f"/v1/speakers/{ada['id']}", json={"name": "Mine"}), 404, "speaker_not_found")
+        for owner in (a, "shared"):
+            assert_openai_error(bob.get("/v1/speakers", params={"owner": owner}), 404, "not_found")
+            assert_openai_error(bob.delete(f"/v1/speakers/{ada['id']}", params={"owner": owner}), 404, "not_found")
+            r = bob.post("/v1/speakers", params={"owner": owner},
+                         json={"name": "Intruder", "label": "A", "transcript_json": _transcript(9)})
+            assert_openai_error(r, 404, "not_found")
+        assert listing(bob, owner=b) == [(b, "Bo"), (b, "Grace")]
+        assert listing(alice) == [(a, "Grace")]  # nothing of bob's landed there
+
+        # The admin key sees every library, each speaker with its owner, and acts on any of them.
+        shared = enrol(root, "Linus", 4)
+        assert shared["owner"] == "shared"
+        assert listing(root) == sorted([("shared", "Linus"), (a, "Grace"), (b, "Grace"), (b, "Bo")])
+        assert listing(root, owner=a) == [(a, "Grace")]
+        assert listing(root, owner="shared") == [("shared", "Linus")]
+        assert listing(alice) == [(a, "Grace")] and listing(bob) == [(b, "Bo"), (b, "Grace")]
+        got = root.get(f"/v1/speakers/{ada['id']}").json()
+        assert (got["owner"], got["name"]) == (a, "Grace")
+        assert_openai_error(root.get("/v1/speakers/Grace"), 409, "conflict")  # a name two keys use
+        assert root.get("/v1/speakers/Grace", params={"owner": b}).json()["id"] == bobs_grace["id"]
+        renamed = root.patch(f"/v1/speakers/{ada['id']}", json={"name": "Grace Hopper"})
+        assert renamed.status_code == 200 and renamed.json()["owner"] == a, renamed.text
+        assert listing(alice) == [(a, "Grace Hopper")]
+        given = enrol(root, "Eve", 5, owner=b)
+        assert given["owner"] == b and listing(bob) == [(b, "Bo"), (b, "Eve"), (b, "Grace")]
+        gone = root.delete(f"/v1/speakers/{bo['id']}")
+        assert gone.status_code == 200 and gone.json()["owner"] == b and gone.json()["deleted"] is True
+        assert listing(bob) == [(b, "Eve"), (b, "Grace")]
+        for owner in ("f" * 16, "../../etc/passwd", "speakers", a + "0"):
+            assert_openai_error(root.get("/v1/speakers", params={"owner": owner}), 404, "not_found")
+        # A plain key still manages its own.
+        assert alice.delete(f"/v1/speakers/{ada['id']}").status_code == 200
+        assert listing(alice) == [] and (a, "Grace Hopper") not in listing(root)
 
 
 def test_a_truncated_files_job_shows_the_decoded_duration(server: RunningServer, tmp_path: Path) -> None:

@@ -94,7 +94,8 @@ def test_enrol_from_transcript_then_read_rename_delete(client, settings):
     assert renamed.status_code == 200 and renamed.json()["name"] == "Ada Lovelace"
 
     gone = client.delete(f"/v1/speakers/{ada['id']}")
-    assert gone.json() == {"id": ada["id"], "object": "speaker.deleted", "deleted": True, "name": "Ada Lovelace"}
+    assert gone.json() == {"id": ada["id"], "object": "speaker.deleted", "deleted": True, "name": "Ada Lovelace",
+                           "owner": "shared"}
     assert_openai_error(client.get(f"/v1/speakers/{ada['id']}"), 404, "speaker_not_found")
     assert_openai_error(client.delete(f"/v1/speakers/{ada['id']}"), 404, "speaker_not_found")
 

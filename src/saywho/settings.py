@@ -69,7 +69,7 @@ class Settings(BaseSettings):
 
     # Access.
     api_keys: list[str] = Field(default_factory=list, description="Bearer keys; empty: no auth")
-    admin_keys: list[str] = Field(default_factory=list, description="Bearer keys that see every key's jobs")
+    admin_keys: list[str] = Field(default_factory=list, description="Bearer keys that see every key's jobs and speakers")
     trusted_hosts: list[str] = Field(default_factory=list,
                                      description="with no key: Host names served besides loopback ('*': any)")
     cors_origins: list[str] = Field(default_factory=list)

@@ -36,6 +36,7 @@ ERROR_TEXT = {
     400: "Invalid request: a field, the audio or the multipart framing (OpenAI error body)",
     401: "Missing or wrong API key (when keys are configured)",
     404: "No such resource or model",
+    409: "Conflict: a speaker name already taken, or a name found in several keys' libraries (say ?owner=)",
     405: "Method not allowed",
     413: "The upload is over the limit (counted as it arrives, whatever Content-Length says)",
     429: "Full: too many requests or jobs; see Retry-After",
@@ -135,8 +136,10 @@ def statuses_for(method: str, path: str, operation: dict[str, Any], *, keys: boo
     codes = {400}
     if keys and (path.startswith("/v1/") or path == "/health/deep"):
         codes.add(401)
-    if "{" in path or path.startswith("/v1/audio/") or path == "/v1/jobs":  # GET: an unknown `after`
-        codes.add(404)
+    if "{" in path or path.startswith("/v1/audio/") or path in ("/v1/jobs", "/v1/speakers"):
+        codes.add(404)  # /v1/jobs: an unknown `after`; /v1/speakers: an unknown `owner`
+    if (path.startswith("/v1/speakers") and method != "get") or path == "/v1/speakers/{speaker_id}":
+        codes.add(409)
     if method in ("post", "put", "patch"):
         codes.add(413)
     if path.startswith(INFERENCE) or (path == "/v1/speakers" and method == "post"):

@@ -143,10 +143,11 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
     if not isinstance(body, dict) or not isinstance(body.get("name", ""), (str, type(None))):
         raise InvalidOptionError("name must be a string (empty to forget the name)", param="name")
     name = (body.get("name") or "").strip()
-    jobs_of(request).store.get(job_id, owner=owner_filter(request))  # 404 for another key's job
+    job = jobs_of(request).store.get(job_id, owner=owner_filter(request))  # 404 for another key's job
+    # A voice enrolled from a job goes to the library of the key that owns the job (an admin's too).
     enrolled = await asyncio.to_thread(jobs_of(request).name_speaker, job_id, label, name or None,
                                        enrol=bool(body.get("enrol")),
-                                       library_path=settings_of(request).speaker_library_for(owner_filter(request)))
+                                       library_path=settings_of(request).speaker_library_for(job.owner))
     return {"job_id": job_id, "label": label, "name": name or None,
             "enrolled": None if enrolled is None else enrolled.to_dict()}
 
@@ -154,7 +155,7 @@ async def rename_speaker(request: Request, job_id: str, label: str) -> dict[str,
 @router.get("/v1/jobs/{job_id}/corrections", summary="The corrections made to this job's speakers, oldest first")
 def list_corrections(request: Request, job_id: str) -> dict[str, Any]:
     jobs = jobs_of(request)
-    jobs.store.get(job_id, owner=owner_filter(request))
+    jobs.store.get(job_id, owner=owner_filter(request))  # 404 for another key's job
     return {"object": "list", "data": [corrections.public(e) for e in jobs.store.corrections(job_id)]}
 
 
@@ -168,7 +169,7 @@ async def add_correction(request: Request, job_id: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidOptionError("a correction is a JSON object with an 'op'", param="op")
     jobs = jobs_of(request)
-    jobs.store.get(job_id, owner=owner_filter(request))
+    jobs.store.get(job_id, owner=owner_filter(request))  # 404 for another key's job
     edit = await asyncio.to_thread(jobs.correct, job_id, body)
     return {"job_id": job_id, "correction": corrections.public(edit),
             "corrections": len(jobs.store.corrections(job_id))}
@@ -177,7 +178,7 @@ async def add_correction(request: Request, job_id: str) -> dict[str, Any]:
 @router.delete("/v1/jobs/{job_id}/corrections/last", summary="Undo the last correction or rename")
 async def undo_correction(request: Request, job_id: str) -> dict[str, Any]:
     jobs = jobs_of(request)
-    jobs.store.get(job_id, owner=owner_filter(request))
+    jobs.store.get(job_id, owner=owner_filter(request))  # 404 for another key's job
     undone = await asyncio.to_thread(jobs.undo, job_id)
     return {"job_id": job_id, "undone": None if undone is None else corrections.public(undone),
             "corrections": len(jobs.store.corrections(job_id))}

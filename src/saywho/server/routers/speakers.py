@@ -5,32 +5,66 @@ one or more ``file``, optional ``start``/``end`` seconds, ``merge``) or JSON
 ``{"name", "transcript_json", "label", "merge"}`` (a saywho JSON result and the label
 to learn, e.g. after renaming a speaker in the dashboard); ``GET/PATCH/DELETE
 /v1/speakers/{id}`` read, rename (``{"name": ...}``) and forget one speaker. The
-library is ``settings.speakers_db`` (the CLI's default file too); with API keys each key has
-its own library file (``settings.speaker_library_for``), an admin key the shared one.
+library is ``settings.speakers_db`` (the CLI's default file too, owner ``shared``); with
+API keys each key owns its own library file (``settings.speaker_library_for``), and
+``?owner=`` must be absent or its own id. Whoever sees every key's jobs (an admin key,
+or anyone when no key is set) sees every library: listing shows each speaker with its
+``owner``, an id is found in whichever library holds it, ``?owner=`` picks one library
+(``POST`` enrols into the shared one unless it names another). The libraries:
+``speakers.owners.SpeakerLibraries``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
-from saywho.errors import InvalidOptionError
-from saywho.server.deps import inference_of, owner_filter, settings_of
+from saywho.errors import InvalidOptionError, NotFoundError
+from saywho.server.deps import inference_of, key_owner, owner_filter, settings_of
 from saywho.server.forms import audio_payload, deadline_for, read_audio
-from saywho.speakers.library import SpeakerLibrary
+from saywho.speakers.owners import SHARED, SpeakerLibraries
 from saywho.speakers.service import fingerprint_from_transcript
+
+if TYPE_CHECKING:
+    from saywho.speakers.library import SpeakerLibrary
 
 router = APIRouter(tags=["speakers"])
 
+OWNER = Query(None, max_length=200, description="whose library: 'shared' or a key's owner id (the 'owner' of a "
+              "listed speaker); a plain key may name only its own. Default: a plain key's own; for an admin "
+              "key, every library (POST: the shared one)")
 
-def library_of(request: Request) -> SpeakerLibrary:
-    return SpeakerLibrary(settings_of(request).speaker_library_for(owner_filter(request)))
+
+def libraries_of(request: Request) -> SpeakerLibraries:
+    settings = settings_of(request)
+    return SpeakerLibraries(settings, (key_owner(k.encode()) for k in settings.api_keys))
+
+
+def owners_in_scope(request: Request, owner: str | None) -> list[str]:
+    """The owner ids of the libraries this request may act on (``owner``: the one it names)."""
+    mine = owner_filter(request)  # None: this request sees every key's jobs, and every library
+    if mine is not None:
+        if owner not in (None, mine):  # as for another key's job: as if it did not exist
+            raise NotFoundError(f"no speaker library '{owner[:100]}'", param="owner")
+        return [mine]
+    if owner is None:
+        return libraries_of(request).owners()
+    libraries_of(request).library(owner)  # 404 for an unknown owner
+    return [owner]
+
+
+def target_of(request: Request, owner: str | None) -> tuple[str, SpeakerLibrary]:
+    """Where a new speaker goes: the key's own library; for an admin, ``owner`` or the shared one."""
+    if owner is None and owner_filter(request) is None:
+        owner = SHARED
+    name = owners_in_scope(request, owner)[0]
+    return name, libraries_of(request).library(name)
 
 
 def _bool(value: Any, param: str) -> bool:
@@ -53,14 +87,15 @@ def _seconds(value: Any, param: str) -> float | None:
         raise InvalidOptionError(f"{param} must be a number of seconds", param=param) from None
 
 
-@router.get("/v1/speakers", summary="Known voices")
-def list_speakers(request: Request) -> dict[str, Any]:
-    return {"object": "list", "data": [s.to_dict() for s in library_of(request).list()]}
+@router.get("/v1/speakers", summary="Known voices, each with its owner")
+def list_speakers(request: Request, owner: str | None = OWNER) -> dict[str, Any]:
+    owners = owners_in_scope(request, owner)
+    return {"object": "list", "data": [s.to_dict() for s in libraries_of(request).list(owners)]}
 
 
 @router.post("/v1/speakers", status_code=201, summary="Enrol a voice from recordings or from a transcript")
-async def create_speaker(request: Request) -> JSONResponse:
-    library = library_of(request)
+async def create_speaker(request: Request, owner: str | None = OWNER) -> JSONResponse:
+    owner, library = target_of(request, owner)
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             body = await request.json()
@@ -85,7 +120,7 @@ async def create_speaker(request: Request) -> JSONResponse:
             library.add, name, fingerprint, source=f"transcript#{label}", speech_s=speech_s,
             merge=_bool(body.get("merge"), "merge"),
         )
-        return JSONResponse(speaker.to_dict(), status_code=201)
+        return JSONResponse({**speaker.to_dict(), "owner": owner}, status_code=201)
 
     form = await request.form()
     name = form.get("name")
@@ -114,27 +149,34 @@ async def create_speaker(request: Request) -> JSONResponse:
         library.add, name, np.stack(vectors), source=", ".join(sources), speech_s=round(total, 2),
         merge=_bool(form.get("merge"), "merge"),
     )
-    return JSONResponse(speaker.to_dict(), status_code=201)
+    return JSONResponse({**speaker.to_dict(), "owner": owner}, status_code=201)
+
+
+def find(request: Request, speaker_id: str, owner: str | None) -> tuple[str, SpeakerLibrary]:
+    return libraries_of(request).find(speaker_id, owners_in_scope(request, owner))
 
 
 @router.get("/v1/speakers/{speaker_id}", summary="One known voice")
-def get_speaker(request: Request, speaker_id: str) -> dict[str, Any]:
-    return library_of(request).get(speaker_id).to_dict()
+def get_speaker(request: Request, speaker_id: str, owner: str | None = OWNER) -> dict[str, Any]:
+    owner, library = find(request, speaker_id, owner)
+    return {**library.get(speaker_id).to_dict(), "owner": owner}
 
 
 @router.patch("/v1/speakers/{speaker_id}", summary="Rename a known voice")
-async def rename_speaker(request: Request, speaker_id: str) -> dict[str, Any]:
+async def rename_speaker(request: Request, speaker_id: str, owner: str | None = OWNER) -> dict[str, Any]:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidOptionError("send JSON: {\"name\": \"New name\"}") from None
     if not isinstance(body, dict) or not isinstance(body.get("name"), str):
         raise InvalidOptionError("name is required: {\"name\": \"New name\"}", param="name")
-    speaker = await asyncio.to_thread(library_of(request).rename, speaker_id, body["name"])
-    return speaker.to_dict()
+    owner, library = await asyncio.to_thread(find, request, speaker_id, owner)
+    speaker = await asyncio.to_thread(library.rename, speaker_id, body["name"])
+    return {**speaker.to_dict(), "owner": owner}
 
 
 @router.delete("/v1/speakers/{speaker_id}", summary="Forget a known voice")
-def delete_speaker(request: Request, speaker_id: str) -> dict[str, Any]:
-    speaker = library_of(request).remove(speaker_id)
-    return {"id": speaker.id, "object": "speaker.deleted", "deleted": True, "name": speaker.name}
+def delete_speaker(request: Request, speaker_id: str, owner: str | None = OWNER) -> dict[str, Any]:
+    owner, library = find(request, speaker_id, owner)
+    speaker = library.remove(speaker_id)
+    return {"id": speaker.id, "object": "speaker.deleted", "deleted": True, "name": speaker.name, "owner": owner}
