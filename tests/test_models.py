@@ -45,6 +45,38 @@ def test_model_in_use_is_never_unloaded() -> None:
     assert m.collect() == ["a"]
 
 
+def test_per_model_ttl_memory_and_idle_since() -> None:
+    """A model's own TTL, the memory its load added, when it went idle, and a change listener."""
+    clock, rss, changes = Clock(), [1000], []
+
+    def load(key: str) -> str:
+        rss[0] += {"asr|big": 700, "asr|small": 50}[key]
+        return key
+
+    m = ModelManager(load, ttl_s=100, ttls={"small": 5}, name_of=lambda k: k.split("|")[1], clock=clock,
+                     wall_clock=lambda: 1_000_000 + clock.now, memory=lambda: rss[0],
+                     on_change=lambda: changes.append(m.loaded()))
+    m.preload("asr|big")
+    m.preload("asr|small")
+    assert changes == [["asr|big"], ["asr|big", "asr|small"]]
+    clock.now = 4
+    rows = {r["name"]: r for r in m.status()}
+    assert rows["big"]["memory_bytes"] == 700 and rows["small"]["memory_bytes"] == 50
+    assert rows["small"]["ttl_s"] == 5 and rows["small"]["unload_in_s"] == 1.0 and rows["big"]["ttl_s"] == 100
+    assert rows["small"]["idle_since"] == 1_000_000 and rows["small"]["idle_s"] == 4.0
+    assert m.collect_interval() == 2.5
+    clock.now = 6
+    assert m.collect() == ["asr|small"] and m.loaded() == ["asr|big"]
+    assert changes[-1] == ["asr|big"]
+    m.set_ttl("big", 0)  # changed at run time: the next collection drops it
+    assert m.collect() == ["asr|big"] and m.status() == []
+    m.set_ttl("big", None)
+    assert m.ttl_of("asr|big") == 100 and m.ttls() == {"small": 5}
+    with m.acquire("asr|small"):
+        (row,) = m.status()
+        assert row["in_use"] == 1 and row["idle_since"] is None and row["unload_in_s"] is None
+
+
 def test_failed_load_records_nothing() -> None:
     def boom(key: str) -> object:
         raise ModelNotFoundError(f"no {key}")

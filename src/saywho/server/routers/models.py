@@ -2,13 +2,17 @@
 unload and the default model, changeable at run time.
 
 - ``GET /v1/models``: every installed model with ``size_bytes``, ``state``, ``loaded``
-  (held by the inference worker, with ``idle_s`` / ``unload_in_s``), and each accepted
+  (held by the inference worker, with ``idle_s``, ``idle_since``, ``unload_in_s``,
+  ``memory_bytes``, ``ttl_s``), and each accepted
   alias (``whisper-1``...) with the model it maps to; ``default`` names the default.
 - ``POST /v1/models/{id}``: pull from the hub (``$HF_ENDPOINT``) as server-sent
   events: ``progress`` (phase, bytes, total, elapsed, speed), ``log``, then ``done`` or
   ``error`` (an OpenAI-shaped error body).
 - ``DELETE /v1/models/{id}``, ``POST /v1/models/{id}/unload``,
-  ``PUT /v1/default-model?model=ID``.
+  ``PUT /v1/models/{id}/ttl?ttl_s=S`` (a model's own idle TTL), ``PUT /v1/default-model?model=ID``.
+
+Loaded state comes from the worker's last report (it reports after every load, unload
+and job), so listing never waits behind a running transcription.
 """
 
 from __future__ import annotations
@@ -46,31 +50,41 @@ def installed_models() -> list[dict[str, Any]]:
     ]
 
 
-async def _worker_models(request: Request) -> dict[str, Any]:
-    """What the inference worker holds now; empty when it is busy or down."""
-    settings = settings_of(request)
-    try:
-        held = await inference_of(request).run("models", {}, deadline_s=min(10.0, settings.request_deadline_s))
-    except SaywhoError:
-        held = None
-    if not isinstance(held, dict) or not isinstance(held.get("loaded"), list):
-        return {"loaded": [], "rss_bytes": None}
-    return held
+def model_states(request: Request) -> dict[str, Any]:
+    """Per model name, what the inference worker holds (from its last report; never waits for it)."""
+    report = getattr(inference_of(request), "models_status", None)  # stand-in services hold no models
+    status = (report() if report is not None else None) or {"loaded": [], "rss_bytes": None}
+    held: dict[str, dict[str, Any]] = {}
+    for row in status["loaded"]:
+        name = row.get("name") or row["key"].split("|")[1]
+        held.setdefault(name, row)
+    return {"held": held, "rss_bytes": status.get("rss_bytes")}
+
+
+def model_state(model_id: str, kind: str, held: dict[str, dict[str, Any]], settings: Any) -> dict[str, Any]:
+    """``loaded``, ``in_use``, ``idle_s``, ``idle_since`` (epoch seconds), ``unload_in_s``,
+    ``memory_bytes`` and ``ttl_s`` of one model. Diarization models are loaded once per worker
+    and kept (no TTL): their ``loaded`` is ``None``."""
+    ttl = settings.model_ttls.get(model_id, settings.model_ttl_s)
+    if kind in ("segmentation", "embedding"):
+        return {"loaded": None, "ttl_s": None}
+    row = held.get(model_id)
+    if row is None:
+        return {"loaded": False, "in_use": 0, "idle_s": None, "idle_since": None, "unload_in_s": None,
+                "memory_bytes": 0, "ttl_s": ttl}
+    idle_since = None if row["in_use"] else round(time.time() - row["idle_s"], 1)
+    return {"loaded": True, "in_use": row["in_use"], "idle_s": row["idle_s"], "idle_since": idle_since,
+            "unload_in_s": row["unload_in_s"], "memory_bytes": row["memory_bytes"], "ttl_s": row["ttl_s"]}
 
 
 @router.get("/v1/models", summary="Installed models with state, accepted aliases, the default")
 async def list_models(request: Request) -> dict[str, Any]:
     settings = settings_of(request)
-    worker = await _worker_models(request)
-    held = {}
-    for row in worker["loaded"]:
-        held.setdefault(row["key"].split("|")[1], row)
+    states = model_states(request)
+    kinds = {v: k for k, v in KINDS.items()}
     data = []
     for model in await run_in_threadpool(installed_models):
-        row = held.get(model["id"])
-        model["loaded"] = row is not None
-        if row is not None:
-            model.update(idle_s=row["idle_s"], unload_in_s=row["unload_in_s"])
+        model.update(model_state(model["id"], kinds[model["type"]], states["held"], settings))
         model["default"] = model["id"] == settings.default_model
         data.append(model)
     aliases = [{"id": name, "object": "model", "created": CREATED, "owned_by": "saywho", "type": "alias",
@@ -80,7 +94,7 @@ async def list_models(request: Request) -> dict[str, Any]:
                  "maps_to": settings.default_voice} for name in OPENAI_TTS_MODELS]
     return {"object": "list", "data": data + aliases, "default": settings.default_model,
             "translation_model": settings.translation_model, "ttl_s": settings.model_ttl_s,
-            "worker_rss_bytes": worker["rss_bytes"]}
+            "worker_rss_bytes": states["rss_bytes"]}
 
 
 @router.put("/v1/default-model", summary="Make an installed model the default speech model (until restart)",
@@ -94,16 +108,44 @@ async def set_default(request: Request, model: Annotated[str, Query(min_length=1
 
 @router.post("/v1/models/{model_id:path}/unload", summary="Unload an idle model from memory now")
 async def unload(request: Request, model_id: str) -> dict[str, Any]:
-    dropped = await inference_of(request).run("unload", {"model": model_id}, deadline_s=10.0)
+    """``unloaded`` is false when the model was not loaded, or is in use (it then unloads after its TTL)."""
+    await _require_model(model_id)
+    dropped = await inference_of(request).control("unload", {"model": model_id})
     return {"id": model_id, "unloaded": bool(dropped)}
 
 
-@router.get("/v1/models/{model_id:path}", summary="One installed model")
-async def get_model(model_id: str) -> dict[str, Any]:
+@router.put("/v1/models/{model_id:path}/ttl", summary="Set a model's own idle TTL (until restart)",
+            responses={404: {"description": "No such installed model"}})
+async def set_ttl(request: Request, model_id: str,
+                  ttl_s: Annotated[float | None, Query(ge=-1, le=7 * 86400,
+                                                       description="seconds; -1 keeps it loaded; "
+                                                                   "absent: back to the default")] = None,
+                  ) -> dict[str, Any]:
+    await _require_model(model_id)
+    settings = settings_of(request)
+    if ttl_s is None:
+        settings.model_ttls.pop(model_id, None)  # a restarted worker gets the settings again
+    else:
+        settings.model_ttls[model_id] = ttl_s
+    await inference_of(request).control("ttl", {"model": model_id, "ttl_s": ttl_s})
+    return {"id": model_id, "ttl_s": settings.model_ttls.get(model_id, settings.model_ttl_s),
+            "own": model_id in settings.model_ttls}
+
+
+async def _require_model(model_id: str) -> dict[str, Any]:
     for model in await run_in_threadpool(installed_models):
         if model["id"] == model_id:
             return model
     raise NotFoundError(f"model '{model_id}' is not installed", param="model")
+
+
+@router.get("/v1/models/{model_id:path}", summary="One installed model")
+async def get_model(request: Request, model_id: str) -> dict[str, Any]:
+    model = await _require_model(model_id)
+    kinds = {v: k for k, v in KINDS.items()}
+    model.update(model_state(model_id, kinds[model["type"]], model_states(request)["held"], settings_of(request)))
+    model["default"] = model_id == settings_of(request).default_model
+    return model
 
 
 @router.delete("/v1/models/{model_id:path}", summary="Delete a pulled model")
