@@ -66,12 +66,17 @@ class Worker:
         self._publish = publish
         self.manager = ModelManager(self._load, ttl_s=settings.model_ttl_s,
                                     ttls=getattr(settings, "model_ttls", {}), name_of=model_name,
-                                    on_change=self.publish_models)
+                                    on_change=self._models_changed)
 
     def models(self) -> dict[str, Any]:
         """Loaded models (``ModelManager.status``), per-model TTLs and this process's resident memory."""
         return {"loaded": self.manager.status(), "ttls": self.manager.ttls(), "rss_bytes": _rss_bytes(),
                 "at": time.time()}
+
+    def _models_changed(self) -> None:
+        """After a load or an unload: hand freed memory back first, so the report shows the drop."""
+        release_memory()
+        self.publish_models()
 
     def publish_models(self) -> None:
         """Send the parent what is loaded now (after each load, unload and job), so that it can
@@ -232,19 +237,14 @@ class Worker:
     def job_ttl(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Give the model ``payload["model"]`` its own TTL (``None``: the default); applied at once."""
         self.manager.set_ttl(payload["model"], payload.get("ttl_s"))
-        if self.manager.collect():
-            release_memory()
-        self.publish_models()
+        if not self.manager.collect():  # a drop reports itself
+            self.publish_models()
         return self.models()
 
     def job_unload(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> list[str]:
         """Unload every idle model whose name is ``payload["model"]``; returns the keys dropped."""
         name = payload["model"]
-        dropped = [key for key in self.manager.loaded() if model_name(key) == name and self.manager.unload(key)]
-        if dropped:
-            release_memory()
-            self.publish_models()  # with the memory handed back
-        return dropped
+        return [key for key in self.manager.loaded() if model_name(key) == name and self.manager.unload(key)]
 
 
 def _rss_bytes() -> int:
@@ -418,6 +418,4 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
 
 def _collector(worker: Worker, stop: threading.Event) -> None:
     while not stop.wait(worker.manager.collect_interval(longest=5.0)):  # a TTL changed at run time applies soon
-        if worker.manager.collect():
-            release_memory()
-            worker.publish_models()  # again, with the memory handed back
+        worker.manager.collect()  # a drop hands the memory back and reports itself
