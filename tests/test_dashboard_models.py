@@ -72,7 +72,7 @@ def test_pull_with_progress_dialog_switch_unload_delete(local_hub: Hub, tmp_path
             local_hub.gate.set()
             page.wait_for_selector("#pull-dialog[data-finished='done']", timeout=120_000)
             log = page.inner_text("#pull-log")
-            assert "verify: started" in log and f"installed {MODEL_ID}" in log
+            assert "verify: started" in log and "check: loads in" in log and f"installed {MODEL_ID}" in log
             assert page.inner_text("#pull-phase") == "installed"
             assert float(page.inner_text("#pull-elapsed").split()[0]) > 0
             assert page.evaluate("document.activeElement.id") == "pull-close"

@@ -265,7 +265,8 @@ def test_server_pull_use_unload_ttl_reload_delete(local_hub: Hub, tmp_path: Path
             events = _sse(response)
         progress = [d for k, d in events if k == "progress" and d["phase"] == "download"]
         assert progress and progress[-1]["completed"] == progress[-1]["total"] > 70_000_000
-        assert events[-1][0] == "done"
+        assert events[-1][0] == "done" and events[-1][1]["check"]["load_ms"] > 0  # loaded and run in the worker
+        assert [d["phase"] for k, d in events if k == "progress"][-1] == "check"
         assert http.put("/v1/default-model", params={"model": "nobody/nothing"}).status_code == 404
         assert http.put("/v1/default-model", params={"model": MODEL_ID}).json() == {"default": MODEL_ID}
         listing = http.get("/v1/models").json()

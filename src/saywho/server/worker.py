@@ -234,6 +234,26 @@ class Worker:
     def job_models(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         return self.models()
 
+    def job_check_model(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """A freshly pulled speech model loads and decodes a second of silence (then is let go:
+        it loads again on first use, under the manager)."""
+        from saywho.asr import (
+            whisper as asr,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+        from saywho.types import (
+            TranscribeOptions,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+
+        options = TranscribeOptions(model=payload["model"], diarize=False, cpu_threads=self.settings.cpu_threads)
+        started = time.perf_counter()
+        model = asr.load_model(asr.model_key(options))
+        loaded = time.perf_counter()
+        asr.transcribe(model, np.zeros(SAMPLE_RATE, np.float32), options)
+        multilingual = bool(model.model.is_multilingual)
+        del model
+        return {"load_ms": round(1000 * (loaded - started), 1),
+                "decode_ms": round(1000 * (time.perf_counter() - loaded), 1), "multilingual": multilingual}
+
     def job_ttl(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """Give the model ``payload["model"]`` its own TTL (``None``: the default); applied at once."""
         self.manager.set_ttl(payload["model"], payload.get("ttl_s"))

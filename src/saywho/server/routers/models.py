@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from saywho.errors import ConflictError, InvalidOptionError, NotFoundError, SaywhoError
 from saywho.models import hub
@@ -132,6 +133,13 @@ async def set_ttl(request: Request, model_id: str,
             "own": model_id in settings.model_ttls}
 
 
+@router.api_route("/v1/models/{model_id:path}/ttl", methods=["GET", "POST", "DELETE", "PATCH"],
+                  include_in_schema=False)
+async def ttl_other_methods(model_id: str) -> None:
+    """``POST /v1/models/x/ttl`` would otherwise be read as a pull of the hub id ``x/ttl``."""
+    raise StarletteHTTPException(405, "Method Not Allowed")
+
+
 async def _require_model(model_id: str) -> dict[str, Any]:
     for model in await run_in_threadpool(installed_models):
         if model["id"] == model_id:
@@ -158,8 +166,10 @@ async def delete_model(request: Request, model_id: str) -> dict[str, Any]:
 
 
 @router.post("/v1/models/{model_id:path}", summary="Pull a model from the hub (server-sent events)")
-async def pull_model(model_id: str) -> Any:
-    """Validation errors come back as 4xx JSON; once the pull runs, progress streams as SSE."""
+async def pull_model(request: Request, model_id: str) -> Any:
+    """Validation errors come back as 4xx JSON; once the pull runs, progress streams as SSE:
+    ``download`` and ``verify`` (checksums), then ``check`` (the inference worker loads the
+    model and decodes a second of silence), then ``done`` with the check's timings."""
     hub.check_id(model_id)
     if hub.is_pulling(model_id):
         raise ConflictError(f"'{model_id}' is already being pulled; wait for that pull to finish", param="model")
@@ -193,9 +203,32 @@ async def pull_model(model_id: str) -> Any:
         task = loop.run_in_executor(None, work)
         while True:
             kind, data = await queue.get()
+            if kind == "done":
+                yield sse({"message": "check: loading it in the inference worker"}, event="log")
+                yield sse({"phase": "check", "completed": 0, "total": 1, "bytes_per_s": None,
+                           "elapsed_s": round(time.monotonic() - started, 2)}, event="progress")
+                kind, data = await check(data)
+                yield sse(data["log"], event="log")
+                data = data["event"]
             yield sse(data, event=kind)
             if kind in ("done", "error"):
                 break
         await task
+
+    async def check(done: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The installed model, loaded and run once in the inference worker."""
+        settings = settings_of(request)
+        try:
+            result = await inference_of(request).run("check_model", {"model": model_id},
+                                                     deadline_s=settings.request_deadline_s)
+        except SaywhoError as exc:
+            message = (f"'{model_id}' was downloaded but does not load: {exc.message}; "
+                       f"remove it with DELETE /v1/models/{model_id}")
+            return "error", {"log": {"message": f"check: {exc.message}"},
+                             "event": error_body(message, exc.status_code, code=exc.code, param="model")}
+        note = (f"check: loads in {result['load_ms'] / 1000:.1f} s and decodes in {result['decode_ms'] / 1000:.1f} s"
+                f" ({'multilingual' if result['multilingual'] else 'English-only'})")
+        done = {**done, "check": result, "elapsed_s": round(time.monotonic() - started, 2)}
+        return "done", {"log": {"message": note}, "event": done}
 
     return event_source(events())

@@ -122,8 +122,10 @@ function pullEvent(kind, data) {
     if (data.phase === "download") {
       const speed = data.bytes_per_s ? ` · ${bytes(data.bytes_per_s)}/s` : "";
       $("#pull-bytes").textContent = `${bytes(data.completed)} of ${bytes(data.total)}${speed}`;
-    } else {
+    } else if (data.phase === "verify") {
       $("#pull-bytes").textContent = `${data.completed} of ${data.total} files checked`;
+    } else {
+      $("#pull-bytes").textContent = "loading it and decoding a second of silence";
     }
     $("#pull-elapsed").textContent = `${data.elapsed_s.toFixed(1)} s`;
   } else if (kind === "done") {
