@@ -295,7 +295,7 @@ def test_server_pull_use_unload_ttl_reload_delete(local_hub: Hub, tmp_path: Path
 
         # Per-model state in the health checks.
         ready = http.get("/health/ready").json()["models"][MODEL_ID]
-        assert ready["state"] == "not bundled (loaded from a local path or the hub on first use)"
+        assert ready["state"] == "installed"
         assert ready["loaded"] and ready["memory_bytes"] == row["memory_bytes"]
         assert http.get("/health/ready").json()["models"]["campplus"]["state"] == "installed"
 

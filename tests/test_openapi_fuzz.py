@@ -31,9 +31,13 @@ def _schemathesis() -> str:
 
 def test_schemathesis_finds_nothing(tmp_path: Path) -> None:
     exe = _schemathesis()
-    server = start_server(tmp_path, max_upload_bytes=2_000_000)
+    # /health/deep runs real inference: answered from one warm-up probe, so that schemathesis's
+    # 10 s request timeout does not race a cold model load on shared cores.
+    server = start_server(tmp_path, max_upload_bytes=2_000_000, deep_health_cache_s=3600)
     try:
         server.wait_ready(120)
+        with server.http(timeout=300) as http:
+            assert http.get("/health/deep").status_code == 200
         run = subprocess.run(
             [exe, "run", f"{server.url}/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
              "--seed", "14", "--no-color"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from saywho import __version__
 from saywho.errors import SaywhoError
-from saywho.models.registry import BUNDLED, ModelNotFoundError
+from saywho.models.registry import BUNDLED, ModelNotFoundError, resolve_asr_model
 from saywho.server.deps import inference_of, settings_of
 from saywho.server.routers.models import model_state, model_states
 from saywho.types import TranscribeOptions
@@ -29,8 +30,12 @@ async def health() -> dict[str, Any]:
 
 def _installed(name: str) -> str:
     bundled = BUNDLED.get(name)
-    if bundled is None:
-        return "not bundled (loaded from a local path or the hub on first use)"
+    if bundled is None:  # a pulled model, a local directory or a hub id
+        try:
+            path = resolve_asr_model(name)
+        except ModelNotFoundError as exc:  # half-downloaded, not a model directory...
+            return f"missing: {exc.message}"
+        return "installed" if Path(path).is_dir() else "not installed (a hub id: downloaded on first use)"
     try:
         bundled.locate() if name != "base" else None
         return "installed"
