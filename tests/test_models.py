@@ -154,3 +154,62 @@ def test_loaded_asr_model_uses_the_blocked_extractor() -> None:
 
     model = asr.load_model(asr.model_key(TranscribeOptions()))
     assert type(model.feature_extractor).__name__ == "BlockedFeatureExtractor"
+
+
+class _ReportingInference:
+    """A stand-in worker service: reports tiny.en loaded, records control jobs."""
+
+    def __init__(self) -> None:
+        self.controls: list[tuple[str, dict]] = []
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+    def status(self) -> dict:
+        return {"state": "ready", "reason": None}
+
+    def models_status(self) -> dict:
+        return {"loaded": [{"key": "asr|tiny.en|cpu|int8|0", "name": "tiny.en", "in_use": 0, "idle_s": 12.0,
+                            "idle_since": 0.0, "ttl_s": 300.0, "unload_in_s": 288.0, "memory_bytes": 90_000_000}],
+                "rss_bytes": 400_000_000}
+
+    async def control(self, kind: str, payload: dict, **_: object) -> object:
+        self.controls.append((kind, payload))
+        return ["asr|tiny.en|cpu|int8|0"] if kind == "unload" else {}
+
+
+def test_models_api_per_model_state_ttl_and_health(tmp_path) -> None:
+    """The router's side, without a worker: per-model state, the TTL endpoint, health per model."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from saywho.server.app import create_app
+    from saywho.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, model_ttls={"base": 60})
+    inference = _ReportingInference()
+    client = TestClient(create_app(settings, inference=inference), base_url="http://localhost")
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    tiny, voice = models["tiny.en"], models["en_US-joe-medium"]
+    assert tiny["loaded"] and tiny["memory_bytes"] == 90_000_000 and tiny["unload_in_s"] == 288.0
+    assert abs(tiny["idle_since"] - (time.time() - 12.0)) < 5
+    assert not voice["loaded"] and voice["memory_bytes"] == 0 and voice["ttl_s"] == 300.0
+    assert models["base"]["ttl_s"] == 60 and models["campplus"]["loaded"] is None
+
+    assert client.put("/v1/models/en_US-joe-medium/ttl", params={"ttl_s": 30}).json() == {
+        "id": "en_US-joe-medium", "ttl_s": 30.0, "own": True}
+    assert settings.model_ttls["en_US-joe-medium"] == 30  # a restarted worker keeps it
+    assert client.put("/v1/models/base/ttl").json() == {"id": "base", "ttl_s": 300.0, "own": False}
+    assert client.put("/v1/models/tiny.en/ttl", params={"ttl_s": -5}).status_code == 400
+    assert client.put("/v1/models/nobody/nothing/ttl", params={"ttl_s": 5}).json()["error"]["code"] == "not_found"
+    assert client.post("/v1/models/0/ttl").status_code == 405  # not a pull of the hub id "0/ttl"
+    assert client.post("/v1/models/tiny.en/unload").json() == {"id": "tiny.en", "unloaded": True}
+    assert client.post("/v1/models/nobody/nothing/unload").status_code == 404
+    assert inference.controls == [("ttl", {"model": "en_US-joe-medium", "ttl_s": 30.0}),
+                                  ("ttl", {"model": "base", "ttl_s": None}), ("unload", {"model": "tiny.en"})]
+
+    ready = client.get("/health/ready").json()["models"]
+    assert ready["tiny.en"]["state"] == "installed" and ready["tiny.en"]["memory_bytes"] == 90_000_000
+    assert ready["en_US-joe-medium"]["ttl_s"] == 30.0 and not ready["en_US-joe-medium"]["loaded"]
