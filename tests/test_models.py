@@ -45,6 +45,38 @@ def test_model_in_use_is_never_unloaded() -> None:
     assert m.collect() == ["a"]
 
 
+def test_per_model_ttl_memory_and_idle_since() -> None:
+    """A model's own TTL, the memory its load added, when it went idle, and a change listener."""
+    clock, rss, changes = Clock(), [1000], []
+
+    def load(key: str) -> str:
+        rss[0] += {"asr|big": 700, "asr|small": 50}[key]
+        return key
+
+    m = ModelManager(load, ttl_s=100, ttls={"small": 5}, name_of=lambda k: k.split("|")[1], clock=clock,
+                     wall_clock=lambda: 1_000_000 + clock.now, memory=lambda: rss[0],
+                     on_change=lambda: changes.append(m.loaded()))
+    m.preload("asr|big")
+    m.preload("asr|small")
+    assert changes == [["asr|big"], ["asr|big", "asr|small"]]
+    clock.now = 4
+    rows = {r["name"]: r for r in m.status()}
+    assert rows["big"]["memory_bytes"] == 700 and rows["small"]["memory_bytes"] == 50
+    assert rows["small"]["ttl_s"] == 5 and rows["small"]["unload_in_s"] == 1.0 and rows["big"]["ttl_s"] == 100
+    assert rows["small"]["idle_since"] == 1_000_000 and rows["small"]["idle_s"] == 4.0
+    assert m.collect_interval() == 2.5
+    clock.now = 6
+    assert m.collect() == ["asr|small"] and m.loaded() == ["asr|big"]
+    assert changes[-1] == ["asr|big"]
+    m.set_ttl("big", 0)  # changed at run time: the next collection drops it
+    assert m.collect() == ["asr|big"] and m.status() == []
+    m.set_ttl("big", None)
+    assert m.ttl_of("asr|big") == 100 and m.ttls() == {"small": 5}
+    with m.acquire("asr|small"):
+        (row,) = m.status()
+        assert row["in_use"] == 1 and row["idle_since"] is None and row["unload_in_s"] is None
+
+
 def test_failed_load_records_nothing() -> None:
     def boom(key: str) -> object:
         raise ModelNotFoundError(f"no {key}")
@@ -122,3 +154,62 @@ def test_loaded_asr_model_uses_the_blocked_extractor() -> None:
 
     model = asr.load_model(asr.model_key(TranscribeOptions()))
     assert type(model.feature_extractor).__name__ == "BlockedFeatureExtractor"
+
+
+class _ReportingInference:
+    """A stand-in worker service: reports tiny.en loaded, records control jobs."""
+
+    def __init__(self) -> None:
+        self.controls: list[tuple[str, dict]] = []
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+    def status(self) -> dict:
+        return {"state": "ready", "reason": None}
+
+    def models_status(self) -> dict:
+        return {"loaded": [{"key": "asr|tiny.en|cpu|int8|0", "name": "tiny.en", "in_use": 0, "idle_s": 12.0,
+                            "idle_since": 0.0, "ttl_s": 300.0, "unload_in_s": 288.0, "memory_bytes": 90_000_000}],
+                "rss_bytes": 400_000_000}
+
+    async def control(self, kind: str, payload: dict, **_: object) -> object:
+        self.controls.append((kind, payload))
+        return ["asr|tiny.en|cpu|int8|0"] if kind == "unload" else {}
+
+
+def test_models_api_per_model_state_ttl_and_health(tmp_path) -> None:
+    """The router's side, without a worker: per-model state, the TTL endpoint, health per model."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from saywho.server.app import create_app
+    from saywho.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, model_ttls={"base": 60})
+    inference = _ReportingInference()
+    client = TestClient(create_app(settings, inference=inference), base_url="http://localhost")
+    models = {m["id"]: m for m in client.get("/v1/models").json()["data"]}
+    tiny, voice = models["tiny.en"], models["en_US-joe-medium"]
+    assert tiny["loaded"] and tiny["memory_bytes"] == 90_000_000 and tiny["unload_in_s"] == 288.0
+    assert abs(tiny["idle_since"] - (time.time() - 12.0)) < 5
+    assert not voice["loaded"] and voice["memory_bytes"] == 0 and voice["ttl_s"] == 300.0
+    assert models["base"]["ttl_s"] == 60 and models["campplus"]["loaded"] is None
+
+    assert client.put("/v1/models/en_US-joe-medium/ttl", params={"ttl_s": 30}).json() == {
+        "id": "en_US-joe-medium", "ttl_s": 30.0, "own": True}
+    assert settings.model_ttls["en_US-joe-medium"] == 30  # a restarted worker keeps it
+    assert client.put("/v1/models/base/ttl").json() == {"id": "base", "ttl_s": 300.0, "own": False}
+    assert client.put("/v1/models/tiny.en/ttl", params={"ttl_s": -5}).status_code == 400
+    assert client.put("/v1/models/nobody/nothing/ttl", params={"ttl_s": 5}).json()["error"]["code"] == "not_found"
+    assert client.post("/v1/models/0/ttl").status_code == 405  # not a pull of the hub id "0/ttl"
+    assert client.post("/v1/models/tiny.en/unload").json() == {"id": "tiny.en", "unloaded": True}
+    assert client.post("/v1/models/nobody/nothing/unload").status_code == 404
+    assert inference.controls == [("ttl", {"model": "en_US-joe-medium", "ttl_s": 30.0}),
+                                  ("ttl", {"model": "base", "ttl_s": None}), ("unload", {"model": "tiny.en"})]
+
+    ready = client.get("/health/ready").json()["models"]
+    assert ready["tiny.en"]["state"] == "installed" and ready["tiny.en"]["memory_bytes"] == 90_000_000
+    assert ready["en_US-joe-medium"]["ttl_s"] == 30.0 and not ready["en_US-joe-medium"]["loaded"]

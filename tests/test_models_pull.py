@@ -247,7 +247,7 @@ def _sse(response: Any) -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.slow
-def test_server_pull_use_unload_reload_delete(local_hub: Hub, tmp_path: Path) -> None:
+def test_server_pull_use_unload_ttl_reload_delete(local_hub: Hub, tmp_path: Path) -> None:
     from saywho.evaluation.synth import available, speak
     from tests.server_harness import start_server
 
@@ -265,7 +265,8 @@ def test_server_pull_use_unload_reload_delete(local_hub: Hub, tmp_path: Path) ->
             events = _sse(response)
         progress = [d for k, d in events if k == "progress" and d["phase"] == "download"]
         assert progress and progress[-1]["completed"] == progress[-1]["total"] > 70_000_000
-        assert events[-1][0] == "done"
+        assert events[-1][0] == "done" and events[-1][1]["check"]["load_ms"] > 0  # loaded and run in the worker
+        assert [d["phase"] for k, d in events if k == "progress"][-1] == "check"
         assert http.put("/v1/default-model", params={"model": "nobody/nothing"}).status_code == 404
         assert http.put("/v1/default-model", params={"model": MODEL_ID}).json() == {"default": MODEL_ID}
         listing = http.get("/v1/models").json()
@@ -287,7 +288,39 @@ def test_server_pull_use_unload_reload_delete(local_hub: Hub, tmp_path: Path) ->
         assert not {m["id"]: m for m in unloaded["data"]}[MODEL_ID]["loaded"]
         assert unloaded["worker_rss_bytes"] < loaded["worker_rss_bytes"]
         assert "smooth planks" in client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb")).text.lower()
-        assert {m["id"]: m for m in http.get("/v1/models").json()["data"]}[MODEL_ID]["loaded"]
+        reloaded = http.get("/v1/models").json()
+        row = {m["id"]: m for m in reloaded["data"]}[MODEL_ID]
+        assert row["loaded"] and row["memory_bytes"] > 20_000_000 and row["ttl_s"] == 600
+        assert row["idle_since"] <= time.time() and row["unload_in_s"] <= 600
+
+        # Per-model state in the health checks.
+        ready = http.get("/health/ready").json()["models"][MODEL_ID]
+        assert ready["state"] == "installed"
+        assert ready["loaded"] and ready["memory_bytes"] == row["memory_bytes"]
+        assert http.get("/health/ready").json()["models"]["campplus"]["state"] == "installed"
+
+        # A TTL of its own: 1 s. The idle model is unloaded (memory drops), the next request
+        # loads it again (memory comes back).
+        assert http.put(f"/v1/models/{MODEL_ID}/ttl", params={"ttl_s": 1}).json() == {
+            "id": MODEL_ID, "ttl_s": 1.0, "own": True}
+        assert http.put("/v1/models/nobody/nothing/ttl", params={"ttl_s": 1}).status_code == 404
+        assert http.put(f"/v1/models/{MODEL_ID}/ttl", params={"ttl_s": "soon"}).status_code == 400
+        deadline = time.monotonic() + 60
+        while True:
+            state = http.get("/v1/models").json()
+            if not {m["id"]: m for m in state["data"]}[MODEL_ID]["loaded"]:
+                break
+            assert time.monotonic() < deadline, "the TTL did not unload the model"
+            time.sleep(0.5)
+        assert state["worker_rss_bytes"] < reloaded["worker_rss_bytes"]
+        assert http.put(f"/v1/models/{MODEL_ID}/ttl").json() == {"id": MODEL_ID, "ttl_s": 600.0, "own": False}
+        assert "smooth planks" in client.audio.transcriptions.create(model="whisper-1", file=audio.open("rb")).text.lower()
+        again = http.get("/v1/models").json()
+        assert {m["id"]: m for m in again["data"]}[MODEL_ID]["memory_bytes"] > 20_000_000
+        assert again["worker_rss_bytes"] > state["worker_rss_bytes"]
+        deep = http.get("/health/deep").json()
+        assert deep["status"] == "ok" and deep["models"][MODEL_ID]["role"] == "asr"
+        assert deep["models"][MODEL_ID]["loaded"] and deep["models"]["en_US-joe-medium"]["loaded"]
 
         assert http.delete(f"/v1/models/{MODEL_ID}").status_code == 400  # the default
         http.put("/v1/default-model", params={"model": "tiny.en"})

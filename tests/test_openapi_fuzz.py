@@ -46,7 +46,8 @@ def _fuzz(server: RunningServer, exe: str, *, max_examples: int, key: str | None
                "--seed", "14", "--no-color"]
     if key:
         command += ["--header", f"Authorization: Bearer {key}", "--exclude-path", "/health/deep"]
-    else:
+    else:  # /health/deep runs real inference: answered from one warm-up probe (a cold model
+        # load on shared cores can outlast schemathesis's 10 s request timeout)
         warm = httpx.get(f"{server.url}/health/deep", timeout=300)
         assert warm.status_code == 200, warm.text
     run = subprocess.run(command, cwd=CONFIG_DIR, capture_output=True, text=True, timeout=600)

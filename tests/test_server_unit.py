@@ -49,6 +49,7 @@ def test_form_parsing_openai_fields() -> None:
         ("known_speaker_references[]", "data:audio/wav;base64,AAAA"),
         ("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "0.4"),
         ("timestamp_granularities[]", "word"), ("min_speakers", "2"), ("temperature", "0.3"),
+        ("prompt", "Glossary: saywho, diarization"),
     ])
     parsed = forms.parse_audio_request(form, settings)
     assert parsed.model == settings.default_model
@@ -57,6 +58,7 @@ def test_form_parsing_openai_fields() -> None:
     assert parsed.granularities == ("word",)
     assert parsed.options.diarize and parsed.options.speakers.min == 2
     assert parsed.options.temperature == 0.3
+    assert parsed.options.initial_prompt == "Glossary: saywho, diarization"
 
 
 @pytest.mark.parametrize(

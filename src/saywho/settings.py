@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     default_voice: str = "en_US-joe-medium"
     preload: list[str] = Field(default_factory=list, description="models loaded at start-up, e.g. tiny.en")
     model_ttl_s: float = Field(300.0, description="unload a model idle this long; <0 keeps it forever")
+    model_ttls: dict[str, float] = Field(default_factory=dict,
+                                         description='a TTL of its own per model id, e.g. {"base": 60}')
 
     # Limits.
     max_upload_bytes: int = 100 * 1024 * 1024

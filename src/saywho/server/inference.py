@@ -129,6 +129,7 @@ class InferenceService:
         self._admitted = 0
         self._slots: asyncio.Semaphore | None = None
         self._used_models: set[str] = set()
+        self._models_status: dict[str, Any] | None = None  # what the worker last said it holds
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -166,6 +167,7 @@ class InferenceService:
             self._generation += 1
             handle = _WorkerHandle(process, parent_conn, self._generation, time.monotonic())
             self._worker = handle
+            self._models_status = None
         process.start()
         child_conn.close()  # so that the child's death closes the pipe for us
         handle.pid = process.pid
@@ -186,6 +188,11 @@ class InferenceService:
                 logger.error("cannot read a message from the worker: %s", exc)
                 continue
             kind = message[0]
+            if kind == "models":
+                with self._lock:
+                    if handle is self._worker:
+                        self._models_status = message[1]
+                continue
             if kind == "ready":
                 with self._lock:
                     if handle is self._worker and self._state != STOPPED:
@@ -370,6 +377,31 @@ class InferenceService:
                 return await self._dispatch(handle, kind, payload, deadline_s, on_event)
         finally:
             ticket.release()
+
+    async def control(self, kind: str, payload: dict[str, Any], *, deadline_s: float = 10.0) -> Any:
+        """A job about the models (``worker.CONTROL_KINDS``): no slot, no queue; the worker answers
+        it on its own thread, so it never waits behind a long transcription."""
+        if kind not in worker_module.CONTROL_KINDS:
+            raise ValueError(f"{kind!r} is not a control job")
+        return await self._dispatch(await self._ready_worker(), kind, payload, deadline_s, None)
+
+    def models_status(self) -> dict[str, Any] | None:
+        """What the worker last reported holding (``Worker.models``), ``None`` before it did.
+        Idle times are brought up to now."""
+        with self._lock:
+            status = self._models_status
+        if status is None:
+            return None
+        age = max(0.0, time.time() - status.get("at", time.time()))
+        rows = []
+        for row in status["loaded"]:
+            row = dict(row)
+            if not row["in_use"]:
+                row["idle_s"] = round(row["idle_s"] + age, 1)
+                if row["unload_in_s"] is not None:
+                    row["unload_in_s"] = round(max(0.0, row["unload_in_s"] - age), 1)
+            rows.append(row)
+        return {**status, "loaded": rows}
 
     async def _ready_worker(self) -> _WorkerHandle:
         if self._state == DEGRADED:

@@ -146,8 +146,8 @@ def statuses_for(method: str, path: str, operation: dict[str, Any], *, keys: boo
         codes |= {429, 503}
     if path == "/v1/jobs" and method == "post":
         codes |= {429, 507}
-    if path == "/health/ready":
-        codes.add(503)
+    if path == "/health/ready" or (path.startswith("/v1/models/") and path.endswith(("/unload", "/ttl"))):
+        codes.add(503)  # the worker answers unload and TTL changes: 503 while it restarts
     return codes
 
 

@@ -34,6 +34,8 @@ DEVICE_ERROR_MARKERS = (
     "mps backend", "illegal memory access", "out of memory", "device lost",
 )
 PROGRESS_INTERVAL_S = 0.5
+# Jobs about the models themselves: answered on their own thread, never queued behind inference.
+CONTROL_KINDS = frozenset({"models", "unload", "ttl", "loaded"})
 
 
 def is_device_error(exc: BaseException) -> bool:
@@ -55,13 +57,32 @@ def error_info(exc: SaywhoError) -> dict[str, Any]:
 class Worker:
     """The child's state: one model manager, the job handlers."""
 
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, publish: Callable[[dict[str, Any]], None] | None = None) -> None:
         from saywho.models.manager import (
             ModelManager,  # lazy: the HTTP process imports this module; models load in the worker child only
         )
 
         self.settings = settings
-        self.manager = ModelManager(self._load, ttl_s=settings.model_ttl_s)
+        self._publish = publish
+        self.manager = ModelManager(self._load, ttl_s=settings.model_ttl_s,
+                                    ttls=getattr(settings, "model_ttls", {}), name_of=model_name,
+                                    on_change=self._models_changed)
+
+    def models(self) -> dict[str, Any]:
+        """Loaded models (``ModelManager.status``), per-model TTLs and this process's resident memory."""
+        return {"loaded": self.manager.status(), "ttls": self.manager.ttls(), "rss_bytes": _rss_bytes(),
+                "at": time.time()}
+
+    def _models_changed(self) -> None:
+        """After a load or an unload: hand freed memory back first, so the report shows the drop."""
+        release_memory()
+        self.publish_models()
+
+    def publish_models(self) -> None:
+        """Send the parent what is loaded now (after each load, unload and job), so that it can
+        answer ``/v1/models`` and ``/health/ready`` without waiting for a busy worker."""
+        if self._publish is not None:
+            self._publish(self.models())
 
     @staticmethod
     def _load(key: str) -> Any:
@@ -220,22 +241,52 @@ class Worker:
         return self.manager.loaded()
 
     def job_models(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        """Loaded models (``ModelManager.status``) and this process's resident memory."""
-        return {"loaded": self.manager.status(), "rss_bytes": _rss_bytes()}
+        return self.models()
+
+    def job_check_model(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """A freshly pulled speech model loads and decodes a second of silence (then is let go:
+        it loads again on first use, under the manager)."""
+        from saywho.asr import (
+            whisper as asr,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+        from saywho.types import (
+            TranscribeOptions,  # lazy: the HTTP process imports this module; models load in the worker child only
+        )
+
+        options = TranscribeOptions(model=payload["model"], diarize=False, cpu_threads=self.settings.cpu_threads)
+        started = time.perf_counter()
+        model = asr.load_model(asr.model_key(options))
+        loaded = time.perf_counter()
+        asr.transcribe(model, np.zeros(SAMPLE_RATE, np.float32), options)
+        multilingual = bool(model.model.is_multilingual)
+        del model
+        return {"load_ms": round(1000 * (loaded - started), 1),
+                "decode_ms": round(1000 * (time.perf_counter() - loaded), 1), "multilingual": multilingual}
+
+    def job_ttl(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        """Give the model ``payload["model"]`` its own TTL (``None``: the default); applied at once."""
+        self.manager.set_ttl(payload["model"], payload.get("ttl_s"))
+        if not self.manager.collect():  # a drop reports itself
+            self.publish_models()
+        return self.models()
 
     def job_unload(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> list[str]:
         """Unload every idle model whose name is ``payload["model"]``; returns the keys dropped."""
         name = payload["model"]
-        return [key for key in self.manager.loaded()
-                if key.split("|")[1] == name and self.manager.unload(key)]
+        return [key for key in self.manager.loaded() if model_name(key) == name and self.manager.unload(key)]
 
 
 def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+    from saywho.models.manager import (
+        resident_bytes,  # lazy: the HTTP process imports this module; models load in the worker child only
+    )
+
+    return resident_bytes()
+
+
+def model_name(key: str) -> str:
+    """The model a manager key names: ``asr|tiny.en|cpu|int8|2`` -> ``tiny.en``."""
+    return key.split("|")[1] if "|" in key else key
 
 
 def _forward_hook(emit: Callable[[dict[str, Any]], None]) -> Callable[..., None]:
@@ -333,45 +384,49 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
         with send_lock:
             conn.send(message)
 
-    worker = Worker(settings)
+    worker = Worker(settings, publish=lambda status: send(("models", status)))
     try:
         worker.preload(preload)
     except Exception as exc:
         logger.warning("preload failed: %s", exc)
+    release_memory()
+    worker.publish_models()
     send(("ready", {"pid": os.getpid(), "loaded": worker.manager.loaded()}))
 
     stop = threading.Event()
     threading.Thread(target=_collector, args=(worker, stop), daemon=True, name="ttl-collector").start()
     pool = ThreadPoolExecutor(max_workers=settings.inference_slots, thread_name_prefix="job")
+    control = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control")  # never behind a long job
 
     def run(job_id: int, kind: str, payload: Mapping[str, Any]) -> None:
         def emit(event: dict[str, Any]) -> None:
             send(("event", job_id, event))
 
+        answer = outcome(job_id, kind, payload, emit)
+        if kind not in CONTROL_KINDS:
+            release_memory()
+            worker.publish_models()  # before the answer: whoever waits on it then sees the new state
+        send(answer)
+
+    def outcome(job_id: int, kind: str, payload: Mapping[str, Any],
+                emit: Callable[[dict[str, Any]], None]) -> tuple[Any, ...]:
         try:
-            result = worker.handle(kind, payload, emit)
+            return ("result", job_id, worker.handle(kind, payload, emit))
         except SaywhoError as exc:
-            send(("error", job_id, error_info(exc)))
+            return ("error", job_id, error_info(exc))
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-                send(("error", job_id, error_info(InsufficientStorageError(
-                    f"the disk is full: {exc.strerror or exc}; free some space and try again"))))
-                return
+                return ("error", job_id, error_info(InsufficientStorageError(
+                    f"the disk is full: {exc.strerror or exc}; free some space and try again")))
             if isinstance(exc, MemoryError):  # over worker_memory_mb: replace the process, answer 503
                 limit = getattr(settings, "worker_memory_mb", 0)
-                send(("device_error", job_id, f"the worker ran out of memory (limit {limit} MB)"))
-                return
+                return ("device_error", job_id, f"the worker ran out of memory (limit {limit} MB)")
             if is_device_error(exc):
                 logger.error("device error in job %s: %s", job_id, exc)
-                send(("device_error", job_id, f"{type(exc).__name__}: {exc}"))
-                return
+                return ("device_error", job_id, f"{type(exc).__name__}: {exc}")
             logger.exception("job %s (%s) failed", job_id, kind)
-            send(("error", job_id, {"class": "SaywhoError", "message": f"{type(exc).__name__}: {exc}",
-                                    "param": None, "status_code": 500, "code": "internal_error"}))
-        else:
-            send(("result", job_id, result))
-        finally:
-            release_memory()
+            return ("error", job_id, {"class": "SaywhoError", "message": f"{type(exc).__name__}: {exc}",
+                                      "param": None, "status_code": 500, "code": "internal_error"})
 
     try:
         while True:
@@ -382,15 +437,14 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
             if message[0] == "stop":
                 break
             _, job_id, kind, payload = message
-            pool.submit(run, job_id, kind, payload)
+            (control if kind in CONTROL_KINDS else pool).submit(run, job_id, kind, payload)
     finally:
         stop.set()
         pool.shutdown(wait=False, cancel_futures=True)
+        control.shutdown(wait=False, cancel_futures=True)
         os._exit(0)  # do not wait for running jobs: the parent is gone or asked us to stop
 
 
 def _collector(worker: Worker, stop: threading.Event) -> None:
-    ttl = worker.settings.model_ttl_s
-    interval = 30.0 if ttl < 0 else max(1.0, min(30.0, ttl / 2))
-    while not stop.wait(interval):
-        worker.manager.collect()
+    while not stop.wait(worker.manager.collect_interval(longest=5.0)):  # a TTL changed at run time applies soon
+        worker.manager.collect()  # a drop hands the memory back and reports itself
