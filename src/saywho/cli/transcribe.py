@@ -202,16 +202,17 @@ def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Names
 
 
 def run(args: argparse.Namespace) -> int:
+    options = options_from_args(args)  # bad options fail here, before torch is imported
+    writer = get_writer(outputs.format_for(args.format, args.output, len(args.files), CLI_FORMATS, "txt"))
+    targets = outputs.targets(args.files, args.output, writer.extension)
+
     from saywho.cli.progressbar import ProgressBar  # lazy: `saywho --help` stays fast (no torch)
-    from saywho.pipeline import transcribe  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.pipeline import transcribe  # lazy: `saywho --help` and option errors stay fast (no torch)
     from saywho.progress import LONG_STEPS, STEPS  # lazy: `saywho --help` stays fast (no torch)
     from saywho.runtime import tune_malloc  # lazy: `saywho --help` stays fast (no torch)
 
     tune_malloc()  # before any model loads: several files in a row reuse one heap
-    options = options_from_args(args)
     identifier = _library_identifier(args, options)
-    writer = get_writer(outputs.format_for(args.format, args.output, len(args.files), CLI_FORMATS, "txt"))
-    targets = outputs.targets(args.files, args.output, writer.extension)
     failures = 0
     for path, target in zip(args.files, targets, strict=True):
         show = not args.quiet and sys.stderr.isatty()

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from saywho.diarization import embedding
 from saywho.errors import InvalidOptionError
 from saywho.types import SAMPLE_RATE
 
@@ -92,6 +91,8 @@ def embed_reference_with_speech(samples: np.ndarray, *, min_speech_s: float = MI
             f"(clip length {len(audio) / SAMPLE_RATE:.1f} s)",
             param="file",
         )
+
+    from saywho.diarization import embedding  # lazy: torch only when a voice is embedded
 
     features = embedding.fbank(audio)  # (T, 80)
     frames = speech_frames(len(features), spans)  # speech frames, gaps cut out
@@ -172,6 +173,8 @@ def assign_names(
 
 def speech_frames(num_features: int, spans: list[tuple[float, float]]) -> np.ndarray:
     """Indices of the fbank frames whose centres lie inside the speech ``spans`` (seconds)."""
+    from saywho.diarization import embedding  # lazy: torch only when a voice is embedded
+
     centers = embedding.feature_frame_centers(num_features)  # (T,)
     in_speech = np.zeros(num_features, dtype=bool)
     for a, b in spans:
