@@ -171,6 +171,9 @@ class OnnxModel:
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
                 options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                # ONNX Runtime's arena keeps the largest batch's activations for good: 2 min of
+                # diarization peaked at 1000 MiB with it, 693 MiB without, at the same speed.
+                options.enable_cpu_mem_arena = False
                 if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
                     # Busy cores (runtime.configure_openmp): idle threads sleep rather than spin.
                     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
