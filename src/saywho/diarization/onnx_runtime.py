@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -128,7 +129,11 @@ def exported(
     fd, tmp = tempfile.mkstemp(prefix=f".{name}-", suffix=".onnx.part", dir=folder)
     os.close(fd)
     try:
-        with torch.inference_mode(False), torch.no_grad():
+        # The TorchScript exporter (dynamo=False): it needs only ``onnx``, handles the LSTM
+        # and the dynamic axes, and warns that it is deprecated; its warnings would only
+        # reach the user's terminal.
+        with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 module, (example,), tmp, input_names=[input_name], output_names=[output_name],
                 dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()}, opset_version=OPSET, dynamo=False,
