@@ -95,12 +95,11 @@ def _file_hash(path: Path) -> str:
 def cache_key(weights: Path, source: Path) -> str:
     """Hash of what the exported graph depends on: weights, our code (the module's
     source file), the tool versions."""
-    import onnx
-    import onnxruntime
+    from importlib.metadata import version  # not `import onnx`: a second of CPU at every start
 
     parts = [
         _file_hash(weights), _file_hash(source) if source.is_file() else "",
-        torch.__version__, onnx.__version__, onnxruntime.__version__, str(OPSET), str(EXPORT_REVISION),
+        torch.__version__, version("onnx"), version("onnxruntime"), str(OPSET), str(EXPORT_REVISION),
     ]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
