@@ -143,6 +143,14 @@ def disagreement(reference_rttm: str, other_rttm: str) -> float:
         return float(DiarizationErrorRate(collar=0.0)(annotation(reference_rttm), annotation(other_rttm)))
 
 
+def dev_der(backend: str) -> str:
+    """Pooled DER on the dev set (``bench/der_dev.py``) with the models on ``backend``."""
+    script = Path(__file__).resolve().parent / "der_dev.py"
+    out = subprocess.run([sys.executable, str(script)], env=env_for(backend), capture_output=True, text=True,
+                         check=True).stdout
+    return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("pooled DER (no collar"))
+
+
 def ratio(a: list[float], b: list[float]) -> str:
     return f"{statistics.median(a) / statistics.median(b):.2f}"
 
@@ -151,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--no-der", action="store_true", help="skip bench/der_dev.py on each backend")
     parser.add_argument("--child", nargs=3, metavar=("WAV", "THREADS", "BATCH_SCALE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -183,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                     whole[backend][key].append(value)
                 print(f"[{rep + 1}/{args.repeats}] saywho diarize ({backend}): wall {wall:.2f} s, CPU {cpu:.2f} s, "
                       f"peak {rss:.0f} MiB", flush=True)
+
+    der = {} if args.no_der else {b: dev_der(b) for b in ("torch", "onnx")}
 
     def med(name: str, step: str, i: int) -> float:
         values = [r["total"] if step == "total" else r["steps"][step] for r in steps[name]]
@@ -230,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         f"RTTM of the two backends identical: {'yes' if same_rttm else 'no'} "
         f"(sha256 {digest['torch']} / {digest['onnx']}); DER of ONNX Runtime's turns with torch's as the "
         f"reference: {100 * disagreement(rttm['torch'], rttm['onnx']):.2f}%.\n"
+        + (f"\nDER on the dev set (`bench/der_dev.py`, pooled, no collar): torch {der['torch']}, "
+           f"ONNX Runtime {der['onnx']}.\n" if der else "")
     )
     print(body)
     report.write_section("diarization_speed", body)
