@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,10 @@ class Settings(BaseSettings):
     deep_health_cache_s: float = Field(60.0, ge=0, description="/health/deep answers from a probe this recent")
     ready_wait_s: float = Field(60.0, ge=0, description="how long a request waits for a (re)starting worker")
     cpu_threads: int = 0
+    # What the diarization models run on in the worker: torch (the default), onnx, or auto
+    # (ONNX Runtime on a CPU, torch on a GPU) (saywho.diarization.onnx_runtime; the CLI reads
+    # the same environment variable).
+    diarization_backend: Literal["auto", "onnx", "torch"] = "torch"
     worker_memory_mb: int = Field(0, ge=0, description="cap on the worker's memory (RLIMIT_DATA); 0: none")
 
     # Access.

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saywho.diarization import onnx_runtime
 from saywho.errors import ModelNotFoundError
 from saywho.models import registry as models
 from saywho.models.manager import process_wide
@@ -227,7 +228,8 @@ class _TransitLayer(nn.Module):
 
 class _StatsPool(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x.mean(dim=-1), x.std(dim=-1, unbiased=True)], dim=-1)
+        # dim=1, not -1: torch's ONNX exporter gives this Concat axis 2 for -1.
+        return torch.cat([x.mean(dim=-1), x.std(dim=-1, unbiased=True)], dim=1)
 
 
 class _DenseLayer(nn.Module):
@@ -284,8 +286,33 @@ def load_embedding_model(path: str | Path | None = None) -> CAMPPlus:
     return model.eval()
 
 
-# The process-wide CAM++ model, loaded once on first use.
-get_model = process_wide(load_embedding_model)
+# The process-wide CAM++ model on torch, loaded once on first use.
+get_torch_model = process_wide(load_embedding_model)
+
+
+def load_onnx_model() -> onnx_runtime.OnnxModel | None:
+    """CAM++ on ONNX Runtime, exported from our module once (None: use torch)."""
+    return onnx_runtime.load(
+        "campplus", load_embedding_model, models.embedding_weights(), torch.zeros(2, 150, NUM_MEL_BINS),
+        input_name="features", output_name="embeddings",
+        dynamic_axes={"features": {0: "batch", 1: "frames"}, "embeddings": {0: "batch"}},
+    )
+
+
+get_onnx_model = process_wide(load_onnx_model)
+
+# (batch, frames, 80) -> (batch, 192): CAM++ or its ONNX export.
+EmbeddingModel = CAMPPlus | onnx_runtime.OnnxModel
+
+
+def get_model(device: str = "cpu") -> EmbeddingModel:
+    """The process-wide CAM++ on the backend chosen for ``device``
+    (``onnx_runtime.choose_backend``)."""
+    if onnx_runtime.choose_backend(device) == "onnx":
+        model = get_onnx_model()
+        if model is not None:
+            return model
+    return get_torch_model()
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +336,7 @@ def embed_frame_sets(
     features: torch.Tensor,
     frame_sets: Sequence[np.ndarray],
     *,
-    model: CAMPPlus | None = None,
+    model: EmbeddingModel | None = None,
     max_batch_frames: int = MAX_BATCH_FRAMES,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
@@ -352,7 +379,7 @@ def embed(
     audio: np.ndarray,
     spans: Sequence[tuple[float, float]] | None = None,
     *,
-    model: CAMPPlus | None = None,
+    model: EmbeddingModel | None = None,
 ) -> np.ndarray:
     """Unit-norm fingerprints of ``spans`` (seconds) of 16 kHz mono ``audio``: (n, 192).
 
@@ -376,7 +403,7 @@ def embed_masked(
     mask_start_s: float,
     mask_step_s: float,
     *,
-    model: CAMPPlus | None = None,
+    model: EmbeddingModel | None = None,
 ) -> np.ndarray:
     """Fingerprints of masked speech: (n, mask_frames) activity, e.g. one local speaker
     of one window per row, sampled every ``mask_step_s`` from ``mask_start_s`` (centre

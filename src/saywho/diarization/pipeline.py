@@ -119,7 +119,7 @@ def diarize(audio: np.ndarray, options: DiarizeOptions = DiarizeOptions(), *, ho
     clustering.validate_count(options.speakers)
     audio = _normalized(audio)
     duration = len(audio) / SAMPLE_RATE
-    found = _pieces(audio, hook)
+    found = _pieces(audio, hook, device=options.device)
     if found is None:
         return _empty(duration)
     hook("clustering", completed=0, total=1)
@@ -128,8 +128,10 @@ def diarize(audio: np.ndarray, options: DiarizeOptions = DiarizeOptions(), *, ho
     return _reconstruct(found, piece_labels, num_speakers, options.speakers)
 
 
-def _pieces(audio: np.ndarray, hook: Hook = no_progress) -> _Pieces | None:
-    """Steps 1 and 2: segmentation, then one fingerprint per piece (None: no speech)."""
+def _pieces(audio: np.ndarray, hook: Hook = no_progress, *, device: str = "cpu") -> _Pieces | None:
+    """Steps 1 and 2: segmentation, then one fingerprint per piece (None: no speech).
+
+    Both models run on ONNX Runtime on a CPU, on torch otherwise (``onnx_runtime``)."""
     duration = len(audio) / SAMPLE_RATE
     if len(audio) == 0 or float(np.max(np.abs(audio))) == 0.0:
         return None
@@ -139,6 +141,7 @@ def _pieces(audio: np.ndarray, hook: Hook = no_progress) -> _Pieces | None:
         audio,
         step_s=STEP_S,
         batch_size=SEGMENTATION_BATCH,
+        model=segmentation.get_model(device),
         on_batch=lambda done, total: hook("segmentation", completed=done, total=total),
         onset=SEGMENTATION_ONSET,
     )  # (num_windows,), (num_windows, num_frames, local_speakers)
@@ -192,6 +195,7 @@ def _pieces(audio: np.ndarray, hook: Hook = no_progress) -> _Pieces | None:
     fingerprints = embedding.embed_frame_sets(
         features,
         frame_sets,
+        model=embedding.get_model(device),
         on_batch=lambda done, total: hook("embeddings", completed=done, total=total),
     )  # (num_pieces, 192)
     return _Pieces(

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saywho.diarization import onnx_runtime
 from saywho.errors import ModelNotFoundError
 from saywho.models import registry as models
 from saywho.models.manager import process_wide
@@ -275,8 +276,34 @@ def load_segmentation_model(path: str | Path | None = None) -> PyanNet:
     return model.eval()
 
 
-# The process-wide segmentation model, loaded once on first use.
-get_model = process_wide(load_segmentation_model)
+# The process-wide segmentation model on torch, loaded once on first use.
+get_torch_model = process_wide(load_segmentation_model)
+
+
+def load_onnx_model() -> onnx_runtime.OnnxModel | None:
+    """segmentation-3.0 on ONNX Runtime, exported from PyanNet once (None: use torch)."""
+    return onnx_runtime.load(
+        "segmentation-3.0", load_segmentation_model, models.segmentation_weights(),
+        torch.zeros(2, 1, round(WINDOW_S * SAMPLE_RATE)),
+        input_name="waveforms", output_name="log_probs",
+        dynamic_axes={"waveforms": {0: "batch"}, "log_probs": {0: "batch"}},
+    )
+
+
+get_onnx_model = process_wide(load_onnx_model)
+
+# (batch, 1, samples) -> (batch, frames, 7) log-probabilities: PyanNet or its ONNX export.
+SegmentationModel = PyanNet | onnx_runtime.OnnxModel
+
+
+def get_model(device: str = "cpu") -> SegmentationModel:
+    """The process-wide segmentation model on the backend chosen for ``device``
+    (``onnx_runtime.choose_backend``)."""
+    if onnx_runtime.choose_backend(device) == "onnx":
+        model = get_onnx_model()
+        if model is not None:
+            return model
+    return get_torch_model()
 
 
 # ---------------------------------------------------------------------------
@@ -301,7 +328,7 @@ def segment(
     *,
     step_s: float,
     batch_size: int = 16,
-    model: PyanNet | None = None,
+    model: SegmentationModel | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     onset: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -338,7 +365,7 @@ def segment_log_probs(
     *,
     step_s: float,
     batch_size: int = 16,
-    model: PyanNet | None = None,
+    model: SegmentationModel | None = None,
     on_batch: Callable[[int, int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Window starts (seconds) and the model's powerset log-probabilities

@@ -375,6 +375,8 @@ def main(conn: Any, settings: Any, preload: list[str]) -> None:
                         format="%(asctime)s worker[%(process)d] %(levelname)s %(name)s: %(message)s")
     tune_malloc()  # before any model loads
     configure_openmp()
+    # Read by saywho.diarization.onnx_runtime when the models load (this process only).
+    os.environ["SAYWHO_DIARIZATION_BACKEND"] = getattr(settings, "diarization_backend", "auto")
     if settings.cpu_threads:
         set_torch_threads(settings.cpu_threads)
     _limit_memory(getattr(settings, "worker_memory_mb", 0))
