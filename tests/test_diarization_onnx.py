@@ -121,7 +121,7 @@ def two_voices():
 def test_onnx_models_match_torch_on_speech(two_voices, monkeypatch):
     from saywho.diarization import embedding, segmentation
 
-    monkeypatch.delenv(onnx_runtime.BACKEND_ENV, raising=False)
+    monkeypatch.setenv(onnx_runtime.BACKEND_ENV, "auto")
     seg_onnx, emb_onnx = segmentation.get_model("cpu"), embedding.get_model("cpu")
     assert isinstance(seg_onnx, onnx_runtime.OnnxModel) and isinstance(emb_onnx, onnx_runtime.OnnxModel)
     seg_torch, emb_torch = segmentation.get_torch_model(), embedding.get_torch_model()
