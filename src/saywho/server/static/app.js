@@ -300,6 +300,7 @@ async function selectJob(id, { focus = true } = {}) {
     if (i.dataset.id === id) i.setAttribute("aria-current", "true"); else i.removeAttribute("aria-current");
   });
   $("#welcome").hidden = true;
+  $("#live-view").hidden = true;  // a running live session goes on; its button stops it
   $("#job-view").hidden = false;
   $("#result").hidden = true;
   $("#partial").hidden = true;
