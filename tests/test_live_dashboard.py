@@ -2,7 +2,9 @@
 people (16 s of the dev set's ``sample.wav``) is the microphone
 (``--use-file-for-fake-audio-capture``), streamed by the page to ``WS /v1/realtime``;
 speaker-coloured lines appear while it plays, a speaker is named during the session, and
-after Stop the recording becomes a job whose refined transcript the page opens."""
+after Stop the recording becomes a job whose refined transcript the page opens.
+Screenshots go to ``artifacts/screenshots/``; with ``SAYWHO_UPDATE_DOCS=1`` the live one
+is copied to ``docs/img/live-mode.png``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 
 from .server_harness import start_server
-from .test_dashboard_a11y import axe_violations
+from .test_dashboard_a11y import axe_violations, copy_to_docs
 from .test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, shot
 
 pytestmark = [
@@ -107,6 +109,7 @@ def test_live_mode_streams_the_microphone_with_speakers_then_opens_the_refined_j
         refined = page.inner_text("#transcript")
         shot(page, "live-refined-job")
         browser.close()
+    copy_to_docs("live-mode")
 
     assert live_speakers >= 2, live_text
     assert len(live_text.split()) >= 20, live_text
