@@ -1,6 +1,7 @@
 """Live transcription at real-time speed (issue 18): latency, live DER, label changes, lag.
 
     PYTHONPATH=src .venv/bin/python bench/realtime_latency.py [--files sample dev00 ...] [--model tiny.en]
+        [--policies la2 fast]
 
 Each dev recording (``../shared/data/dev/diarization``) is fed to a ``LiveSession`` in
 100 ms blocks, each block when its audio would have been heard live (``paced``), on
@@ -13,8 +14,15 @@ this machine as it is (note the load average printed). Measured per file:
 - live DER (no collar, overlap scored) of the speaker segments against the reference,
   next to the offline pipeline's DER on the same file;
 - label changes after first assignment (by construction none: labels are never revised);
-- the largest lag reported.
-Numbers are printed; nothing is asserted.
+- the largest lag reported;
+- where the time goes: decodes (count, median seconds), VAD and speaker fingerprints
+  (seconds in all), against the audio's duration.
+
+Policies, run one after the other on each file so both see the same load: ``la2``
+(LocalAgreement-2 only: a word is stable once two decodes agree; the commit decodes
+again) and ``fast`` (the default: confident words stable after one decode, a pause
+decoded at once and reused by the commit). Numbers are printed and written to
+docs/BENCHMARKS.md (section ``realtime``); nothing is asserted.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import report
 
 from saywho.audio.decode import load_audio
 from saywho.evaluation.metrics import der, read_rttm
@@ -44,12 +53,41 @@ def norm(w: str) -> str:
     return re.sub(r"[^\w']", "", w.lower())
 
 
-def run_file(name: str, model: str) -> dict:
+POLICIES = {"la2": {"stable_probability": 2.0, "early_decode_ms": 10**9}, "fast": {}}
+
+
+class Profiled(LiveSession):
+    """A session that times its decodes, VAD runs and speaker fingerprints."""
+
+    def __init__(self, options: LiveOptions) -> None:
+        super().__init__(options)
+        self.times: dict[str, list[float]] = {"decode": [], "vad": [], "speakers": []}
+
+    def _timed(self, what: str, call, *args):
+        began = time.perf_counter()
+        try:
+            return call(*args)
+        finally:
+            self.times[what].append(time.perf_counter() - began)
+
+    def _decode(self, audio):
+        return self._timed("decode", super()._decode, audio)
+
+    def _speech_spans(self):
+        return self._timed("vad", super()._speech_spans)
+
+    def _speaker_segments(self, *args):
+        return self._timed("speakers", super()._speaker_segments, *args)
+
+
+def offline_run(name: str, model: str):
     path = DEV / f"{name}.wav"
-    samples = load_audio(path).samples
-    offline = transcribe(path, TranscribeOptions(model=model))
+    return load_audio(path).samples, transcribe(path, TranscribeOptions(model=model))
+
+
+def run_file(name: str, model: str, policy: str, samples: np.ndarray, offline) -> dict:
     words = [(norm(w.text), w.end) for w in offline.words if norm(w.text)]
-    session = LiveSession(LiveOptions(model=model, identify=False))
+    session = Profiled(LiveOptions(model=model, identify=False, **POLICIES[policy]))
     blocks = (samples[i: i + 1600] for i in range(0, len(samples), 1600))
     began = time.monotonic()
     word_latency, completed_latency, segments, max_lag = [], [], [], 0.0
@@ -86,7 +124,7 @@ def run_file(name: str, model: str) -> dict:
     return {"word_latency": word_latency, "completed_latency": completed_latency, "live_der": live_der,
             "offline_der": offline_der, "max_lag": max_lag, "segments": len(segments),
             "matched": len(word_latency), "words": len(words),
-            "wall": time.monotonic() - began, "duration": len(samples) / SAMPLE_RATE}
+            "wall": time.monotonic() - began, "duration": len(samples) / SAMPLE_RATE, "times": session.times}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -97,20 +135,48 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", nargs="+", default=["sample"])
     parser.add_argument("--model", default="tiny.en")
+    parser.add_argument("--policies", nargs="+", default=["la2", "fast"], choices=list(POLICIES))
     args = parser.parse_args()
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, model {args.model}")
-    all_words, all_done = [], []
-    for name in args.files:
-        r = run_file(name, args.model)
-        all_words += r["word_latency"]
-        all_done += r["completed_latency"]
-        print(f"{name}: word->delta median {pct(r['word_latency'], 50):.2f} s p95 {pct(r['word_latency'], 95):.2f} s "
-              f"({r['matched']}/{r['words']} words matched); speech end->completed p95 "
-              f"{pct(r['completed_latency'], 95):.2f} s; DER live {r['live_der']:.3f} offline {r['offline_der']:.3f}; "
-              f"label changes 0/{r['segments']}; max lag {r['max_lag']:.2f} s; "
-              f"wall {r['wall']:.1f} s for {r['duration']:.1f} s")
-    print(f"all: word->delta median {pct(all_words, 50):.2f} s p95 {pct(all_words, 95):.2f} s; "
-          f"speech end->completed median {pct(all_done, 50):.2f} s p95 {pct(all_done, 95):.2f} s")
+    total: dict[str, dict[str, list[float]]] = {p: {"words": [], "done": []} for p in args.policies}
+    rows, lines = [], []
+    with report.LoadSampler() as load:
+        for name in args.files:
+            samples, offline = offline_run(name, args.model)
+            for policy in args.policies:
+                r = run_file(name, args.model, policy, samples, offline)
+                total[policy]["words"] += r["word_latency"]
+                total[policy]["done"] += r["completed_latency"]
+                t = r["times"]
+                line = (f"{name} {policy}: word->delta median {pct(r['word_latency'], 50):.2f} s p95 "
+                        f"{pct(r['word_latency'], 95):.2f} s ({r['matched']}/{r['words']} words matched); speech "
+                        f"end->completed p95 {pct(r['completed_latency'], 95):.2f} s; DER live {r['live_der']:.3f} "
+                        f"offline {r['offline_der']:.3f}; label changes 0/{r['segments']}; max lag "
+                        f"{r['max_lag']:.2f} s; wall {r['wall']:.1f} s for {r['duration']:.1f} s; "
+                        f"{len(t['decode'])} decodes (median {pct(t['decode'], 50):.2f} s, "
+                        f"{sum(t['decode']):.1f} s in all), VAD {sum(t['vad']):.1f} s, "
+                        f"speakers {sum(t['speakers']):.1f} s")
+                print(line, flush=True)
+                lines.append(line)
+                rows.append([name, policy, f"{pct(r['word_latency'], 50):.2f}", f"{pct(r['word_latency'], 95):.2f}",
+                             f"{pct(r['completed_latency'], 95):.2f}", f"{r['live_der']:.3f}",
+                             f"{r['offline_der']:.3f}", len(t["decode"]), f"{pct(t['decode'], 50):.2f}",
+                             f"{sum(t['decode']) / r['duration']:.2f}", f"{r['max_lag']:.2f}"])
+    for policy in args.policies:
+        w, d = total[policy]["words"], total[policy]["done"]
+        line = (f"all {policy}: word->delta median {pct(w, 50):.2f} s p95 {pct(w, 95):.2f} s; "
+                f"speech end->completed median {pct(d, 50):.2f} s p95 {pct(d, 95):.2f} s")
+        print(line)
+        lines.append(line)
+        rows.append(["all", policy, f"{pct(w, 50):.2f}", f"{pct(w, 95):.2f}", f"{pct(d, 95):.2f}",
+                     "", "", "", "", "", ""])
+    body = report.header("Live transcription: latency at real-time speed (issue 18)", load) + report.table(
+        ["file", "policy", "word->delta median s", "p95 s", "speech end->completed p95 s", "live DER",
+         "offline DER", "decodes", "decode median s", "decode s per audio s", "max lag s"], rows)
+    body += ("\nGoals (issue 18): word->delta median <= 1.0 s, p95 <= 2.0 s; completed p95 <= 1.5 s. "
+             "`la2`: LocalAgreement-2 only; `fast`: the default policy (docs/realtime.md).\n\n```\n"
+             + "\n".join(lines) + "\n```\n")
+    report.write_section("realtime", body)
 
 
 if __name__ == "__main__":

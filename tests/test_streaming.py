@@ -125,3 +125,80 @@ def test_live_labels_map_onto_final_speakers_by_shared_time() -> None:
     assert map_labels(live, final) == {"Speaker_0": "Speaker_1", "Speaker_1": "Speaker_0"}
     assert carried_names(live, final, {"Speaker_0": "Ada", "Speaker_2": "Bo"}) == {"Speaker_1": "Ada"}
     assert map_labels([], final) == {}
+
+
+class _ScriptedSession:
+    """A ``LiveSession`` whose VAD hears speech until ``speech_s`` and whose decoder knows
+    the words (0.4 s apart); the word cut by the end of the audio is misheard, unsure."""
+
+    @staticmethod
+    def make(speech_s: float, **options):
+        from saywho.streaming.engine import LiveOptions, LiveSession
+        from saywho.types import SAMPLE_RATE
+
+        class Scripted(LiveSession):
+            decodes: list[float]
+
+            def _speech_spans(self):
+                end = min(self._offset + len(self._audio), int(speech_s * SAMPLE_RATE)) - self._offset
+                return [(0, end)] if end > 0 else []
+
+            def _decode(self, audio):
+                length = len(audio) / SAMPLE_RATE
+                self.decodes.append(length)
+                words = []
+                for i in range(int(speech_s / 0.4)):
+                    start, end = 0.4 * i, 0.4 * i + 0.35
+                    if end <= length:
+                        words.append(Word(start, end, f" w{i}", 0.95))
+                    elif start < length:
+                        words.append(Word(start, length, f" x{i}", 0.3))
+                return words
+
+            def _speaker_segments(self, item, audio, words, t0):
+                return []
+
+        session = Scripted(LiveOptions(partial_interval_s=0.5, **options))
+        session.decodes = []
+        return session
+
+
+def _run_scripted(session, seconds: float):
+    """Feed silence-valued blocks (the scripted VAD decides); each delta's words with the
+    length of the decode that sent them, and each transcript with the decodes so far."""
+    from saywho.streaming import Completed, Delta
+
+    sent, completed = [], []
+    for _ in range(int(seconds / 0.1)):
+        for event in session.feed(np.zeros(1600, dtype=np.float32)):
+            if isinstance(event, Delta) and event.delta:
+                sent += [(word, session.decodes[-1], len(session.decodes)) for word in event.delta.split()]
+            elif isinstance(event, Completed):
+                completed.append((event.transcript, len(session.decodes)))
+    return sent, completed
+
+
+def test_confident_words_are_stable_after_one_decode_and_the_commit_reuses_the_pause_decode() -> None:
+    session = _ScriptedSession.make(3.2)
+    sent, completed = _run_scripted(session, 4.5)
+    assert [w for w, _, _ in sent] == [f"w{i}" for i in range(8)]  # never the misheard "x" words
+    # each word goes out with the first decode that heard it 0.5 s (edge_guard_s) before the
+    # audio's end, or the pause after it: no second decode waited for (decodes come every 0.6 s)
+    for word, decoded_s, _ in sent:
+        end = 0.4 * int(word[1:]) + 0.35
+        assert decoded_s <= min(end + 0.5, 3.2 + 0.2) + 0.6 + 1e-6, (word, decoded_s)
+    # one utterance; the decode made in the pause is the final one: no decode after it
+    assert [t for t, _ in completed] == [" ".join(f"w{i}" for i in range(8))]
+    decodes_at_commit = completed[0][1]
+    assert session.decodes[decodes_at_commit - 1] >= 3.2  # it heard the whole speech
+    assert len(session.decodes) == decodes_at_commit
+
+
+def test_local_agreement_only_waits_for_two_decodes() -> None:
+    session = _ScriptedSession.make(3.2, stable_probability=2.0, early_decode_ms=10_000)
+    sent, completed = _run_scripted(session, 4.5)
+    assert all(k >= 2 for _, _, k in sent)
+    first = {w: 0.4 * int(w[1:]) + 0.35 for w, _, _ in sent}
+    # a word waits until a second decode agrees: its emitting decode saw it with time to spare
+    assert all(decoded_s >= first[w] + 0.5 for w, decoded_s, _ in sent[:-1]), sent
+    assert [t for t, _ in completed] == [" ".join(f"w{i}" for i in range(8))]

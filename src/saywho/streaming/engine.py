@@ -14,10 +14,16 @@ How it decides, step by step (``LiveSession.feed``):
    an utterance grows, it is decoded again every ``partial_interval_s`` of audio (or 1.2x
    the last decode's time, when decodes are slower than that, so the engine keeps up); the words on
    which two consecutive decodes agree are stable and sent once as a ``Delta``; the
-   rest is the tentative tail (``Delta.partial``).
+   rest is the tentative tail (``Delta.partial``). Waiting for a second decode costs a
+   whole decode interval, so a word is also stable after one decode when Whisper gave it
+   at least ``stable_probability`` and it ends ``edge_guard_s`` before the decoded audio
+   does (the words Whisper revises are the last ones, cut by the end of the audio), or
+   before the end of speech once VAD hears a pause.
 4. **Final decode** of the committed utterance (the previous utterances' text as the
    prompt); its words beyond the stable prefix are the last delta; ``Completed`` holds
-   the whole text.
+   the whole text. After ``early_decode_ms`` of silence the utterance is decoded at once;
+   when the pause then ends it (``silence_duration_ms``), that decode is the final one
+   (it heard all the speech), so the commit does not wait for a second decode.
 5. **Speakers.** The utterance's words are grouped into pieces of about 2 s (cut at
    pauses); each piece's CAM++ fingerprint goes to the closest running speaker or a new
    one (``streaming/speakers.py``); adjacent pieces of one speaker form a ``SpeakerSegment``.
@@ -82,6 +88,11 @@ class LiveOptions:
     partial_interval_s: float = 0.5
     max_utterance_s: float = 15.0
     max_partial_lag_s: float = 2.0
+    # A word heard once with this probability, ending edge_guard_s before the decoded audio,
+    # is stable without a second decode (above 1: LocalAgreement-2 only).
+    stable_probability: float = 0.8
+    edge_guard_s: float = 0.5
+    early_decode_ms: int = 200  # a pause this long decodes at once; the commit reuses it
     piece_s: float = 2.0  # speaker pieces inside an utterance
     identify: bool = True
     cpu_threads: int = 0
@@ -116,6 +127,7 @@ class LiveSession:
         self._previous_item: str | None = None
         self._stable: list[Word] = []
         self._last_hyp: list[Word] = []
+        self._hyp_span = (-1, -1)  # absolute samples [start, end) that _last_hyp was decoded from
         self._last_partial_end = 0  # absolute sample at which the last partial decode ended
         self._decode_s = 0.0  # how long the last partial decode took (partials never come faster)
         self._context = (self.options.prompt or "").strip()
@@ -199,7 +211,7 @@ class LiveSession:
             if len(self._audio) - start >= max_len:  # too long: cut in the longest pause heard
                 events += self._commit(start, start + self._cut_point(len(self._audio) - start), lag_s)
                 continue
-            events += self._partial(start, lag_s)
+            events += self._partial(start, lag_s, speech_end=end)
             break
         return events
 
@@ -229,6 +241,7 @@ class LiveSession:
     def _reset_item(self, *, new_id: bool) -> None:
         self._in_speech = False
         self._stable, self._last_hyp = [], []
+        self._hyp_span = (-1, -1)
         if new_id:
             self._item_id = self._new_id()
 
@@ -245,11 +258,13 @@ class LiveSession:
     def _decode(self, audio: np.ndarray) -> list[Word]:
         return list(run_asr(audio, self._asr_options(), manager=self.manager).words)
 
-    def _partial(self, start: int, lag_s: float) -> list[LiveEvent]:
+    def _partial(self, start: int, lag_s: float, speech_end: int) -> list[LiveEvent]:
         o = self.options
         now = self._offset + len(self._audio)
         interval = max(o.partial_interval_s, 1.2 * self._decode_s)
-        if lag_s > o.max_partial_lag_s or now - self._last_partial_end < interval * SAMPLE_RATE:
+        paused = len(self._audio) - speech_end >= o.early_decode_ms * SAMPLE_RATE / 1000
+        early = paused and self._hyp_span[1] < self._offset + speech_end  # the last decode missed the speech end
+        if lag_s > o.max_partial_lag_s or (now - self._last_partial_end < interval * SAMPLE_RATE and not early):
             return []
         self._last_partial_end = now
         began = time.monotonic()
@@ -260,7 +275,12 @@ class LiveSession:
             if _norm(a.text) != _norm(b.text):
                 break
             agreed += 1
+        # Heard once, but confidently and away from where the audio (or the speech) ends.
+        edge = (speech_end - start) / SAMPLE_RATE if paused else (len(self._audio) - start) / SAMPLE_RATE - o.edge_guard_s
+        while agreed < len(hyp) and hyp[agreed].probability >= o.stable_probability and hyp[agreed].end <= edge:
+            agreed += 1
         self._last_hyp = hyp
+        self._hyp_span = (self._offset + start, now)
         fresh = hyp[len(self._stable):agreed] if agreed > len(self._stable) else []
         self._stable += fresh
         delta = _join(fresh)
@@ -282,7 +302,12 @@ class LiveSession:
         t0, t1 = (self._offset + start) / SAMPLE_RATE, (self._offset + end) / SAMPLE_RATE
         audio = self._audio[start:end]
         events: list[LiveEvent] = [SpeechStopped(item, t1), Committed(item, self._previous_item, t0, t1)]
-        words = self._decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
+        heard = speech_end is not None and self._hyp_span[0] == self._offset + start \
+            and self._hyp_span[1] >= self._offset + speech_end  # the last partial heard all the speech
+        if heard:
+            words = list(self._last_hyp)
+        else:
+            words = self._decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
         if speech_end is not None:
             words = [w for w in words if w.start < (speech_end - start) / SAMPLE_RATE]
         stable_n = len(self._stable)

@@ -1,6 +1,7 @@
-// saywho dashboard: plain JavaScript, no build step, no CDN. Talks to /v1/jobs only.
+// saywho dashboard: plain JavaScript, no build step, no CDN. Talks to /v1/jobs (and /v1/realtime in Live mode).
 // app.js: API, upload and recording, the job list, one job (progress, partial transcript,
-// result); timeline.js draws the timeline; edit.js renames and corrects speakers.
+// result); timeline.js draws the timeline; edit.js renames and corrects speakers; live.js is
+// Live mode (the microphone over WS /v1/realtime).
 "use strict";
 
 const FORMATS = [
@@ -300,6 +301,7 @@ async function selectJob(id, { focus = true } = {}) {
     if (i.dataset.id === id) i.setAttribute("aria-current", "true"); else i.removeAttribute("aria-current");
   });
   $("#welcome").hidden = true;
+  $("#live-view").hidden = true;  // a running live session goes on; its button stops it
   $("#job-view").hidden = false;
   $("#result").hidden = true;
   $("#partial").hidden = true;
