@@ -71,9 +71,21 @@ def test_a_starved_hinted_speaker_gets_speech():
     speaking = diarization._top_speakers(scores, count)
     exclusive = diarization._top_speakers(scores, count)
     assert speaking[:, 1].sum() == 0
-    speaking, exclusive = diarization._force_speech(scores, speaking, exclusive, count, 0.017)
+    speaking, exclusive = diarization._force_speech(scores, speaking, exclusive, count, 0.017, 0.5)
     assert exclusive[:, 1].sum() == 40 and speaking[:, 1].sum() == 40
     assert np.all(speaking.sum(axis=1) <= 1)
+
+
+def test_a_hinted_speaker_with_a_few_strong_frames_still_gets_its_minimum():
+    frames = 200
+    scores = np.zeros((frames, 2))
+    scores[:, 0] = 5
+    scores[100:105, 1] = 2  # five frames (85 ms) of evidence only
+    count = np.ones(frames, dtype=np.int64)
+    speaking = exclusive = diarization._top_speakers(scores, count)
+    speaking, exclusive = diarization._force_speech(scores, speaking, exclusive, count, 0.017, 0.5)
+    assert exclusive[:, 1].sum() * 0.017 >= 0.5  # grown around its strongest frames
+    assert exclusive[100:105, 1].all() and np.all(exclusive.sum(axis=1) == 1)
 
 
 def test_soft_onset_binarization():

@@ -81,3 +81,32 @@ def turns(binary: np.ndarray, timing: FrameTiming, duration: float) -> list[tupl
             if end > start:
                 turns.append((round(start, 3), round(end, 3), k))
     return turns
+
+
+def force_speech(
+    scores: np.ndarray, speaking: np.ndarray, exclusive: np.ndarray, count: np.ndarray, step: float,
+    min_speech_s: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """With a hinted count: a speaker left with under min_speech_s of exclusive
+    speech takes the frames where its own activity is strongest (its score at least
+    half its maximum), in place of the weakest speaker there."""
+    speaking, exclusive = speaking.copy(), exclusive.copy()
+    for k in np.argsort(scores.sum(axis=0)):
+        if exclusive[:, k].sum() * step >= min_speech_s or scores[:, k].max(initial=0) <= 0:
+            continue
+        frames = scores[:, k] >= 0.5 * scores[:, k].max()
+        need = int(np.ceil(min_speech_s / step)) + 1  # a frame more: turn edges round
+        if frames.sum() < need:  # its strongest frames are too few: its best ones, then their neighbours
+            ranked = np.argsort(-scores[:, k], kind="stable")[:need]
+            frames[ranked[scores[ranked, k] > 0]] = True
+            while 0 < frames.sum() < min(need, len(frames)):
+                frames[1:] |= frames[:-1].copy()
+                frames[:-1] |= frames[1:].copy()
+        exclusive[frames] = 0
+        exclusive[frames, k] = 1
+        full = frames & (speaking.sum(axis=1) >= count) & (speaking[:, k] == 0)
+        for t in np.flatnonzero(full):
+            others = np.flatnonzero(speaking[t])
+            speaking[t, others[np.argmin(scores[t, others])]] = 0
+        speaking[frames, k] = 1
+    return speaking, exclusive

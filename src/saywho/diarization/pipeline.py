@@ -24,6 +24,7 @@ import numpy as np
 
 from saywho.diarization import clustering, embedding, segmentation
 from saywho.diarization.chunk_clustering import cluster_with_cannot_links
+from saywho.diarization.frames import force_speech as _force_speech
 from saywho.diarization.frames import frame_labels as _frame_labels
 from saywho.diarization.frames import spread_labels as _spread_labels
 from saywho.diarization.frames import top_speakers as _top_speakers
@@ -385,7 +386,9 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
             speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))
     exclusive = _top_speakers(scores, np.minimum(count_per_frame, 1))  # (total_frames, num_speakers)
     if _wanted(count) is not None:
-        speaking, exclusive = _force_speech(scores, speaking, exclusive, np.maximum(count_per_frame, 1), timing.step)
+        speaking, exclusive = _force_speech(
+            scores, speaking, exclusive, np.maximum(count_per_frame, 1), timing.step, MIN_HINTED_SPEECH_S
+        )
 
     # 5. Turns, labels in order of appearance, one fingerprint per speaker
     turns = _turns(speaking, timing, duration)
@@ -461,34 +464,6 @@ def _seeded_centroids(
             mean = fingerprints[members].mean(axis=0)
             seeds.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
     return np.stack(seeds) if len(seeds) > len(centroids) else centroids
-
-
-def _force_speech(
-    scores: np.ndarray, speaking: np.ndarray, exclusive: np.ndarray, count: np.ndarray, step: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """With a hinted count: a speaker left with under MIN_HINTED_SPEECH_S of exclusive
-    speech takes the frames where its own activity is strongest (its score at least
-    half its maximum), in place of the weakest speaker there."""
-    speaking, exclusive = speaking.copy(), exclusive.copy()
-    for k in np.argsort(scores.sum(axis=0)):
-        if exclusive[:, k].sum() * step >= MIN_HINTED_SPEECH_S or scores[:, k].max(initial=0) <= 0:
-            continue
-        frames = scores[:, k] >= 0.5 * scores[:, k].max()
-        need = int(np.ceil(MIN_HINTED_SPEECH_S / step)) + 1  # a frame more: turn edges round
-        if frames.sum() < need:  # its strongest frames are too few: its best ones, then their neighbours
-            ranked = np.argsort(-scores[:, k], kind="stable")[:need]
-            frames[ranked[scores[ranked, k] > 0]] = True
-            while 0 < frames.sum() < min(need, len(frames)):
-                frames[1:] |= frames[:-1].copy()
-                frames[:-1] |= frames[1:].copy()
-        exclusive[frames] = 0
-        exclusive[frames, k] = 1
-        full = frames & (speaking.sum(axis=1) >= count) & (speaking[:, k] == 0)
-        for t in np.flatnonzero(full):
-            others = np.flatnonzero(speaking[t])
-            speaking[t, others[np.argmin(scores[t, others])]] = 0
-        speaking[frames, k] = 1
-    return speaking, exclusive
 
 
 def _normalized(audio: np.ndarray) -> np.ndarray:
