@@ -308,11 +308,7 @@ EmbeddingModel = CAMPPlus | onnx_runtime.OnnxModel
 def get_model(device: str = "cpu") -> EmbeddingModel:
     """The process-wide CAM++ on the backend chosen for ``device``
     (``onnx_runtime.choose_backend``)."""
-    if onnx_runtime.choose_backend(device) == "onnx":
-        model = get_onnx_model()
-        if model is not None:
-            return model
-    return get_torch_model()
+    return onnx_runtime.model_for(device, get_onnx_model, get_torch_model)
 
 
 # ---------------------------------------------------------------------------

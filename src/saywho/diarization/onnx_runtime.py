@@ -24,7 +24,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import torch
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Backend = Literal["onnx", "torch"]
+M = TypeVar("M")
 # torch (the default), onnx, or auto: ONNX Runtime on a CPU, torch on any other device.
 # ONNX Runtime costs 0.89x torch's CPU time for a whole `saywho diarize` (same dev DER), but
 # the first use in a fresh cache exports both models (about 35 s on 2 cores): opt-in until
@@ -221,3 +222,13 @@ def load(
             raise BackendUnavailable(f"{name}: ONNX export or loading failed: {exc}") from exc
         logger.warning("%s: ONNX export or loading failed (%s); running it on torch", name, exc)
         return None
+
+
+def model_for(device: str, onnx_model: Callable[[], OnnxModel | None], torch_model: Callable[[], M]) -> M | OnnxModel:
+    """The process-wide model for ``device``: ``onnx_model()`` when ``choose_backend``
+    picks ONNX Runtime and it loaded, else ``torch_model()``."""
+    if choose_backend(device) == "onnx":
+        model = onnx_model()
+        if model is not None:
+            return model
+    return torch_model()
