@@ -63,7 +63,12 @@ def speak(voice: str, text: str) -> np.ndarray:
     engine, _, name = voice.partition(":")
     if engine == "piper":
         voice_model = _piper()
-        chunks = list(voice_model.synthesize(text))  # type: ignore[attr-defined]
+        # No sampling noise: Piper's VITS draws random noise on every call, which made the
+        # test material (and so the tests' figures) change from run to run.
+        from piper import SynthesisConfig
+
+        quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+        chunks = list(voice_model.synthesize(text, syn_config=quiet))  # type: ignore[attr-defined]
         audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
         rate = chunks[0].sample_rate
         samples = _resample(audio, rate)
