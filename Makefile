@@ -50,7 +50,7 @@ demo: install
 
 # The type checker covers the ground types and the pipeline's stages (pyproject.toml).
 TYPED := src/saywho/types.py src/saywho/pipeline.py src/saywho/progress.py src/saywho/serialize.py \
-	src/saywho/runtime.py src/saywho/diarization
+	src/saywho/runtime.py src/saywho/diarization src/saywho/asr/quiet.py
 
 test: install system-deps axe lint typecheck
 	$(BIN)/python -m pytest -q

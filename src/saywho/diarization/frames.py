@@ -110,3 +110,26 @@ def force_speech(
             speaking[t, others[np.argmin(scores[t, others])]] = 0
         speaking[frames, k] = 1
     return speaking, exclusive
+
+
+def heard_when_raised(count: np.ndarray, activity: np.ndarray, offsets: np.ndarray, raised: np.ndarray) -> np.ndarray:
+    """(total_frames,) speakers per frame, at least 1 where the raised windows hear speech.
+
+    A quiet voice is heard by the windows that segmentation raised to hear it
+    (``segmentation.MAX_WINDOW_GAIN``), not by those that hold a louder voice elsewhere:
+    where at least half the raised windows over a frame hear speech that the average
+    over all windows calls silence, it is speech. ``activity`` is (num_windows,
+    num_frames, local_speakers), ``offsets`` each window's first frame, ``raised``
+    (num_windows,) bool.
+    """
+    if not raised.any():
+        return count
+    num_frames = activity.shape[1]
+    span = max(len(count), int(offsets[-1]) + num_frames)
+    heard, seen = np.zeros(span), np.zeros(span)
+    for w in np.flatnonzero(raised).tolist():
+        heard[offsets[w] : offsets[w] + num_frames] += activity[w].sum(axis=1)
+        seen[offsets[w] : offsets[w] + num_frames] += 1
+    heard, seen = heard[: len(count)], seen[: len(count)]
+    quiet = (count == 0) & (heard > 0) & (heard >= 0.5 * seen)
+    return np.where(quiet, 1, count)

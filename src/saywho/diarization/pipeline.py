@@ -26,6 +26,7 @@ from saywho.diarization import clustering, embedding, segmentation
 from saywho.diarization.chunk_clustering import cluster_with_cannot_links
 from saywho.diarization.frames import force_speech as _force_speech
 from saywho.diarization.frames import frame_labels as _frame_labels
+from saywho.diarization.frames import heard_when_raised as _heard_when_raised
 from saywho.diarization.frames import spread_labels as _spread_labels
 from saywho.diarization.frames import top_speakers as _top_speakers
 from saywho.diarization.frames import turns as _turns
@@ -61,6 +62,9 @@ MIN_WINDOW_SPEECH_S = 0.1
 # The weight of a window piece's activity in reconstruction: it fills frames where no
 # block piece found the speakers the frame needs, and never outranks one that did.
 WINDOW_PIECE_WEIGHT = 0.01
+# A window raised by at least this gain (segmentation.MAX_WINDOW_GAIN) held no loud
+# voice: where such windows hear speech, a frame is speech (see _reconstruct).
+RAISED_WINDOW_GAIN = 4.0
 # Pieces take part in clustering only with this much speech of their own (pyannote:
 # 20 % of a window); shorter ones are assigned to the nearest speaker afterwards.
 MIN_CLUSTERING_SPEECH_S = 1.0
@@ -104,6 +108,7 @@ class _Pieces:
     pieces: np.ndarray  # (num_pieces, 3): window, block, local speaker
     speech_s: np.ndarray  # (num_pieces,) clean (single-speaker) speech of each piece
     fingerprints: np.ndarray  # (num_pieces, 192)
+    gains: np.ndarray  # (num_windows,) gain segmentation gave each window (1: not raised)
 
     @property
     def alone(self) -> np.ndarray:
@@ -223,6 +228,7 @@ def _pieces(audio: np.ndarray, hook: Hook = no_progress, *, device: str = "cpu")
         pieces=np.array(pieces, dtype=np.int64),
         speech_s=np.array(piece_speech_s),
         fingerprints=fingerprints,
+        gains=segmentation.window_gains(audio, starts),
     )
 
 
@@ -376,6 +382,8 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
                 scores[window, k] += weight * activity[c, :, s] * (frame_labels == k)
     scores, local_count, coverage = scores[:total_frames], local_count[:total_frames], coverage[:total_frames]
     count_per_frame = np.rint(local_count / np.maximum(coverage, 1)).astype(np.int64)  # (total_frames,)
+    # A quiet voice is heard by the windows raised to hear it: see frames.heard_when_raised.
+    count_per_frame = _heard_when_raised(count_per_frame, activity, offsets, p.gains >= RAISED_WINDOW_GAIN)
     speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))  # (total_frames, num_speakers)
     if _wanted(count) is None:
         # A speaker left with less speech than a speaker needs (a cluster that won few

@@ -356,6 +356,32 @@ def binarize(log_probs: np.ndarray, onset: float | None = None) -> np.ndarray:
     return active.astype(np.float32)
 
 
+# Each window is brought towards peak 0.5 by at most this gain (1: off), so a quiet voice
+# in a window of its own (a far-field speaker, a soft backchannel between loud
+# speakers) is heard as well as a loud one. Windows that hold loud speech keep their
+# level; the cap keeps a window of room noise from being raised into "speech".
+MAX_WINDOW_GAIN = 32.0
+WINDOW_PEAK = 0.5
+
+
+def _window_gain(batch: torch.Tensor) -> torch.Tensor:
+    """(B, samples) windows, each raised towards ``WINDOW_PEAK`` (gain in [1, MAX_WINDOW_GAIN])."""
+    peak = batch.abs().amax(dim=1, keepdim=True)  # (B, 1)
+    gain = torch.clamp(WINDOW_PEAK / torch.clamp(peak, min=1e-9), min=1.0, max=MAX_WINDOW_GAIN)
+    return batch * gain
+
+
+def window_gains(audio: np.ndarray, starts_s: np.ndarray) -> np.ndarray:
+    """(num_windows,) the gain ``segment_log_probs`` gave each window (1: not raised)."""
+    window = round(WINDOW_S * SAMPLE_RATE)
+    gains = np.ones(len(starts_s))
+    for i, start in enumerate(np.rint(np.asarray(starts_s) * SAMPLE_RATE).astype(np.int64)):
+        piece = audio[start : start + window]
+        peak = float(np.max(np.abs(piece))) if len(piece) else 0.0
+        gains[i] = min(max(WINDOW_PEAK / max(peak, 1e-9), 1.0), MAX_WINDOW_GAIN)
+    return gains
+
+
 def segment_log_probs(
     audio: np.ndarray,
     *,
@@ -376,6 +402,7 @@ def segment_log_probs(
     with torch.inference_mode():
         for b in range(0, len(starts), batch_size):
             batch = torch.stack([waveform[s : s + window] for s in starts[b : b + batch_size]])  # (B, samples)
+            batch = _window_gain(batch)
             outputs.append(model(batch.unsqueeze(1)))  # (B, frames, 7)
             if on_batch is not None:
                 on_batch(min(b + batch_size, len(starts)), len(starts))

@@ -11,7 +11,7 @@ import numpy as np
 
 from saywho.diarization.assign import assign_speakers
 from saywho.models.manager import ModelManager
-from saywho.pipeline import model_names, run_asr, run_diarization
+from saywho.pipeline import model_names, recover_quiet_speech, run_asr, run_diarization
 from saywho.types import (
     SAMPLE_RATE,
     Diarization,
@@ -146,7 +146,8 @@ def process_chunk(
     words = asr.words
     if options.diarize:
         diarization = run_diarization(samples, options.diarize_options, hook=hook)
-        words = assign_speakers(words, diarization.exclusive)
+        asr = recover_quiet_speech(samples, asr, diarization, options, manager)
+        words = assign_speakers(asr.words, diarization.exclusive)
     else:
         diarization = Diarization(duration=len(samples) / SAMPLE_RATE, turns=(), exclusive=(), speakers=())
     return ChunkResult(
