@@ -88,7 +88,7 @@ def transcribe(
     hook("decode", completed=1, total=1)
     if options.diarize:
         result, diarization = _asr_and_diarization(decoded.samples, options, hook, manager, on_segment)
-        result = recover_quiet_speech(decoded.samples, result, diarization, options, manager)
+        result = recover_quiet_speech(decoded.samples, result, diarization, _side_by_side(options) or options, manager)
     else:
         result = run_asr(decoded.samples, options, hook=hook, manager=manager, on_segment=on_segment)
         diarization = None
@@ -140,14 +140,16 @@ def recover_quiet_speech(
     samples: np.ndarray,
     result: asr_stage.AsrResult,
     diarization: Diarization,
-    options: TranscribeOptions,
+    asr_options: TranscribeOptions,
     manager: ModelManager | None,
 ) -> asr_stage.AsrResult:
-    """Words for quiet speech that diarization found and ASR's VAD dropped (``asr.quiet``)."""
+    """Words for quiet speech that diarization found and ASR's VAD dropped (``asr.quiet``).
+
+    ``asr_options`` are the options ``result`` was decoded with, so that the pass uses
+    the model instance already loaded for them."""
     regions = quiet.missed_regions(samples, result.words, diarization.turns)
     if not regions:
         return result
-    asr_options = _side_by_side(options) or options  # the model already loaded
     with (manager or default_manager()).acquire(asr_stage.model_key(asr_options)) as model:
         return quiet.merged(result, *quiet.transcribe_quiet(model, samples, regions, asr_options))
 

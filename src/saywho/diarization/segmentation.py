@@ -364,22 +364,17 @@ MAX_WINDOW_GAIN = 32.0
 WINDOW_PEAK = 0.5
 
 
-def _window_gain(batch: torch.Tensor) -> torch.Tensor:
-    """(B, samples) windows, each raised towards ``WINDOW_PEAK`` (gain in [1, MAX_WINDOW_GAIN])."""
-    peak = batch.abs().amax(dim=1, keepdim=True)  # (B, 1)
-    gain = torch.clamp(WINDOW_PEAK / torch.clamp(peak, min=1e-9), min=1.0, max=MAX_WINDOW_GAIN)
-    return batch * gain
+def _gains(audio: np.ndarray, start_samples: np.ndarray) -> np.ndarray:
+    """(num_windows,) float32 gain of each window starting at ``start_samples``:
+    towards ``WINDOW_PEAK``, within [1, MAX_WINDOW_GAIN]."""
+    window = round(WINDOW_S * SAMPLE_RATE)
+    peaks = np.array([float(np.max(np.abs(audio[s : s + window]), initial=0.0)) for s in start_samples])
+    return np.clip(WINDOW_PEAK / np.maximum(peaks, 1e-9), 1.0, MAX_WINDOW_GAIN).astype(np.float32)
 
 
 def window_gains(audio: np.ndarray, starts_s: np.ndarray) -> np.ndarray:
     """(num_windows,) the gain ``segment_log_probs`` gave each window (1: not raised)."""
-    window = round(WINDOW_S * SAMPLE_RATE)
-    gains = np.ones(len(starts_s))
-    for i, start in enumerate(np.rint(np.asarray(starts_s) * SAMPLE_RATE).astype(np.int64)):
-        piece = audio[start : start + window]
-        peak = float(np.max(np.abs(piece))) if len(piece) else 0.0
-        gains[i] = min(max(WINDOW_PEAK / max(peak, 1e-9), 1.0), MAX_WINDOW_GAIN)
-    return gains
+    return _gains(audio, np.rint(np.asarray(starts_s) * SAMPLE_RATE).astype(np.int64))
 
 
 def segment_log_probs(
@@ -398,11 +393,12 @@ def segment_log_probs(
     padded = np.zeros(int(starts[-1]) + window, dtype=np.float32)
     padded[: len(audio)] = audio
     waveform = torch.from_numpy(padded)
+    gains = torch.from_numpy(_gains(padded, starts))  # (num_windows,)
     outputs = []
     with torch.inference_mode():
         for b in range(0, len(starts), batch_size):
             batch = torch.stack([waveform[s : s + window] for s in starts[b : b + batch_size]])  # (B, samples)
-            batch = _window_gain(batch)
+            batch = batch * gains[b : b + batch_size, None]
             outputs.append(model(batch.unsqueeze(1)))  # (B, frames, 7)
             if on_batch is not None:
                 on_batch(min(b + batch_size, len(starts)), len(starts))
