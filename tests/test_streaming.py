@@ -143,7 +143,7 @@ class _ScriptedSession:
                 end = min(self._offset + len(self._audio), int(speech_s * SAMPLE_RATE)) - self._offset
                 return [(0, end)] if end > 0 else []
 
-            def _decode(self, audio):
+            def _decode(self, audio, **kwargs):
                 length = len(audio) / SAMPLE_RATE
                 self.decodes.append(length)
                 words = []
@@ -202,3 +202,18 @@ def test_local_agreement_only_waits_for_two_decodes() -> None:
     # a word waits until a second decode agrees: its emitting decode saw it with time to spare
     assert all(decoded_s >= first[w] + 0.5 for w, decoded_s, _ in sent[:-1]), sent
     assert [t for t, _ in completed] == [" ".join(f"w{i}" for i in range(8))]
+
+
+def test_audio_that_arrives_late_in_one_block_still_makes_utterances_of_at_most_the_limit() -> None:
+    """A caller that fell behind hands over many seconds at once (the server joins queued
+    appends): continuous speech is still committed in pieces of at most max_utterance_s."""
+    from saywho.streaming import Committed
+
+    session = _ScriptedSession.make(40.0, max_utterance_s=15.0)
+    events = session.feed(np.zeros(16_000, dtype=np.float32))  # 1 s, in time
+    events += session.feed(np.zeros(16_000 * 24, dtype=np.float32), lag_s=24.0)  # 24 s in one block
+    events += session.finish()
+    items = [e for e in events if isinstance(e, Committed)]
+    assert len(items) >= 2
+    assert all(e.end - e.start <= 15.0 + 1e-6 for e in items), [(e.start, e.end) for e in items]
+    assert items[-1].end == pytest.approx(25.0, abs=0.01)

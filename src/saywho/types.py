@@ -219,6 +219,9 @@ class TranscribeOptions:
     identify: bool = True
     # Seconds of silence after which a speaker block is broken even without a change.
     block_gap_s: float = 1.5
+    # Encode only the audio (plus 2 s, at least 10 s) instead of Whisper's 30 s window:
+    # live decoding of short utterances in about a third of the time (asr.whisper).
+    short_context: bool = False
 
     @property
     def diarize_options(self) -> DiarizeOptions:
