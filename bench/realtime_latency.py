@@ -90,6 +90,14 @@ def offline_run(name: str, model: str):
     return load_audio(path).samples, transcribe(path, TranscribeOptions(model=model))
 
 
+def aligned_latencies(offline: list[tuple[str, float]], heard: list[tuple[str, float]]) -> list[float]:
+    """Seconds from each offline word's end to when it was heard, for the heard words aligned
+    to the offline ones (normalised text; difflib's longest matching blocks, in order)."""
+    matcher = difflib.SequenceMatcher(a=[w for w, _ in offline], b=[w for w, _ in heard], autojunk=False)
+    return [heard[block.b + k][1] - offline[block.a + k][1]
+            for block in matcher.get_matching_blocks() for k in range(block.size)]
+
+
 def run_file(name: str, model: str, policy: str, samples: np.ndarray, offline) -> dict:
     words = [(norm(w.text), w.end) for w in offline.words if norm(w.text)]
     session = Profiled(LiveOptions(model=model, identify=False, **POLICIES[policy]))
@@ -122,11 +130,7 @@ def run_file(name: str, model: str, policy: str, samples: np.ndarray, offline) -
     uem = [(0.0, 30.0)]
     live_der = der(ref, segments, uem).der if segments else 1.0
     offline_der = der(ref, list(offline.diarization.turns), uem).der if offline.diarization else float("nan")
-    # Delta words aligned to the offline words (difflib's longest matching blocks, in order).
-    matcher = difflib.SequenceMatcher(a=[w for w, _ in words], b=[w for w, _ in heard], autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            word_latency.append(heard[block.b + k][1] - words[block.a + k][1])
+    word_latency += aligned_latencies(words, heard)
     live_wer = wer(" ".join(w.text for w in offline.words), " ".join(texts)).wer
     return {"word_latency": word_latency, "wer_vs_offline": live_wer, "completed_latency": completed_latency, "live_der": live_der,
             "offline_der": offline_der, "max_lag": max_lag, "segments": len(segments),

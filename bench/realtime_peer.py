@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import difflib
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -35,28 +33,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report
+from realtime_latency import aligned_latencies, norm
 
 from saywho.audio.decode import load_audio
 from saywho.evaluation.metrics import wer
 from saywho.pipeline import transcribe
-from saywho.streaming import Delta, LiveOptions, LiveSession
+from saywho.streaming import Completed, Delta, LiveOptions, LiveSession
 from saywho.streaming.sources import paced
 from saywho.types import SAMPLE_RATE, TranscribeOptions
 
 BLOCK = 1600  # 100 ms
-
-
-def norm(w: str) -> str:
-    return re.sub(r"[^\w']", "", w.lower())
-
-
-def latencies(offline_words: list[tuple[str, float]], heard: list[tuple[str, float]]) -> list[float]:
-    matcher = difflib.SequenceMatcher(a=[w for w, _ in offline_words], b=[w for w, _ in heard], autojunk=False)
-    out = []
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            out.append(heard[block.b + k][1] - offline_words[block.a + k][1])
-    return out
 
 
 def run_saywho(samples: np.ndarray) -> tuple[list[tuple[str, float]], str]:
@@ -70,7 +56,7 @@ def run_saywho(samples: np.ndarray) -> tuple[list[tuple[str, float]], str]:
         for e in events:
             if isinstance(e, Delta):
                 heard.extend((t, now) for t in (norm(x) for x in e.delta.split()) if t)
-            elif type(e).__name__ == "Completed":
+            elif isinstance(e, Completed):
                 texts.append(e.transcript)
 
     blocks = (samples[i: i + BLOCK] for i in range(0, len(samples), BLOCK))
@@ -90,7 +76,7 @@ async def run_wlk(samples: np.ndarray, model_dir: str) -> tuple[list[tuple[str, 
 
     heard: list[tuple[str, float]] = []
     seen = 0  # committed words already recorded
-    began = time.monotonic()
+    began = 0.0  # set when the first audio goes in
 
     def on_update(state) -> None:
         nonlocal seen
@@ -111,7 +97,7 @@ async def run_wlk(samples: np.ndarray, model_dir: str) -> tuple[list[tuple[str, 
             h._audio_position = (offset + step) / 2 / SAMPLE_RATE
             await asyncio.sleep(max(0.0, began + (i + 1) * BLOCK / SAMPLE_RATE - time.monotonic()))
         result = await h.finish()
-        text = " ".join((line.get("text") or "") for line in result.lines) if hasattr(result, "lines") else h.state.text
+        text = " ".join((line.get("text") or "") for line in result.lines)
     return heard, text
 
 
@@ -138,7 +124,7 @@ def main() -> int:
             words = [(norm(w.text), w.end) for w in offline.words if norm(w.text)]
             for system in ("saywho", "WhisperLiveKit"):
                 heard, text = run_saywho(samples) if system == "saywho" else asyncio.run(run_wlk(samples, model_dir))
-                lat = latencies(words, heard)
+                lat = aligned_latencies(words, heard)
                 total[system] += lat
                 w = wer(offline.text, text).wer
                 line = (f"{name} {system}: word->committed median {pct(lat, 50):.2f} s p95 {pct(lat, 95):.2f} s "

@@ -94,7 +94,7 @@ class LiveOptions:
     # is stable without a second decode (above 1: LocalAgreement-2 only).
     stable_probability: float = 0.8
     edge_guard_s: float = 0.5
-    early_decode_ms: int = 200  # a pause this long decodes at once; the commit reuses it
+    early_decode_ms: int = 200  # a pause this long decodes at once (reused by the commit without short_context)
     piece_s: float = 2.0  # speaker pieces inside an utterance
     # Partial decodes: Whisper's encoder reads the utterance (plus 2 s) instead of 30 s, in
     # about a third of the time (TranscribeOptions.short_context). The commit then decodes
@@ -136,7 +136,6 @@ class LiveSession:
         self._stable: list[Word] = []
         self._last_hyp: list[Word] = []
         self._hyp_span = (-1, -1)  # absolute samples [start, end) that _last_hyp was decoded from
-        self._hyp_short = False  # whether _last_hyp came from a short-context decode
         self._last_partial_end = 0  # absolute sample at which the last partial decode ended
         self._decode_s = 0.0  # how long the last partial decode took (partials never come faster)
         self._context = (self.options.prompt or "").strip()
@@ -280,8 +279,7 @@ class LiveSession:
             return []
         self._last_partial_end = now
         began = time.monotonic()
-        short = self.options.short_context
-        hyp = self._decode(self._audio[start:], short=short)
+        hyp = self._decode(self._audio[start:], short=True)
         self._decode_s = time.monotonic() - began
         agreed = 0
         for a, b in zip(self._last_hyp, hyp, strict=False):
@@ -294,7 +292,6 @@ class LiveSession:
             agreed += 1
         self._last_hyp = hyp
         self._hyp_span = (self._offset + start, now)
-        self._hyp_short = short
         fresh = hyp[len(self._stable):agreed] if agreed > len(self._stable) else []
         self._stable += fresh
         delta = _join(fresh)
@@ -317,8 +314,8 @@ class LiveSession:
         audio = self._audio[start:end]
         events: list[LiveEvent] = [SpeechStopped(item, t1), Committed(item, self._previous_item, t0, t1)]
         heard = speech_end is not None and self._hyp_span[0] == self._offset + start \
-            and self._hyp_span[1] >= self._offset + speech_end and not self._hyp_short  # the last partial
-        # heard all the speech, with Whisper's full window
+            and self._hyp_span[1] >= self._offset + speech_end \
+            and not self.options.short_context  # the last partial heard all the speech, with the full window
         if heard:
             words = list(self._last_hyp)
         else:
