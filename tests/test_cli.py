@@ -98,3 +98,36 @@ def test_several_files_keep_going_after_a_bad_one(tmp_path: Path) -> None:
     r = saywho("transcribe", str(bad), str(good), "-o", str(out), "-f", "json", "--no-diarize", "-q")
     assert r.returncode == 1 and "bad.wav" in r.stderr
     assert (out / "silence.json").is_file()  # the good file was still transcribed
+
+
+def test_a_device_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    import torch
+
+    line = _one_line_error(saywho("transcribe", "x.wav", "--device", "gpu"))
+    assert "cpu, cuda or cuda:N" in line
+    line = _one_line_error(saywho("diarize", "x.wav", "--device", "cuda:x"))
+    assert "cpu, cuda or cuda:N" in line
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU (cuda:0 on a CPU-only machine)
+    line = _one_line_error(saywho("diarize", "x.wav", "--device", missing))
+    assert f"device '{missing}' is not available" in line
+
+
+def test_the_library_checks_the_device_before_loading_anything() -> None:
+    import numpy as np
+    import torch
+
+    import saywho
+    from saywho.errors import InvalidOptionError
+    from saywho.runtime import check_device, split_device
+    from saywho.types import DiarizeOptions, TranscribeOptions
+
+    assert split_device("cuda:1") == ("cuda", 1) and split_device("cpu") == ("cpu", 0)
+    check_device("cpu")
+    for bad in ("cpu:1", "tpu", "cuda:-1"):
+        with pytest.raises(InvalidOptionError):
+            check_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidOptionError, match="no CUDA GPU"):
+            saywho.transcribe(np.zeros(16000, np.float32), TranscribeOptions(device="cuda"))
+        with pytest.raises(InvalidOptionError, match="no CUDA GPU"):
+            saywho.diarize(np.zeros(16000, np.float32), DiarizeOptions(device="cuda"))

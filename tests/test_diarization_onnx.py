@@ -25,6 +25,38 @@ def test_auto_is_onnx_on_a_cpu_and_torch_elsewhere(monkeypatch):
     assert onnx_runtime.choose_backend("cuda") == "torch"
 
 
+def test_a_gpu_runs_torch_even_when_onnx_is_asked_for(monkeypatch):
+    monkeypatch.setenv(onnx_runtime.BACKEND_ENV, "onnx")
+    assert onnx_runtime.choose_backend("cuda") == "torch"
+    assert onnx_runtime.choose_backend("cuda:1") == "torch"
+
+
+def test_a_gpu_gets_one_copy_of_the_torch_module_per_device(monkeypatch):
+    made = []
+
+    class Recorder:
+        def __init__(self, module, device):
+            made.append(device)
+
+    monkeypatch.setattr(onnx_runtime, "OnDevice", Recorder)
+    monkeypatch.setattr(onnx_runtime, "_on_device", {})
+    module = _Tiny()
+    first = onnx_runtime.model_for("cuda", lambda: None, lambda: module)
+    assert onnx_runtime.model_for("cuda:0", lambda: None, lambda: module) is first
+    assert onnx_runtime.model_for("cuda:1", lambda: None, lambda: module) is not first
+    assert made == ["cuda", "cuda:1"]
+    assert onnx_runtime.model_for("cpu", lambda: None, lambda: module) is module
+
+
+def test_a_module_on_a_device_is_called_like_the_cpu_one():
+    module = _Tiny()
+    moved = onnx_runtime.OnDevice(module, "cpu")  # the same path as cuda: a copy, inputs moved, outputs back
+    x = torch.randn(3, 10, 4)
+    with torch.inference_mode():
+        assert torch.allclose(moved(x), module(x))
+    assert moved.module is not module and moved(x).device.type == "cpu"
+
+
 def test_the_environment_forces_a_backend(monkeypatch):
     monkeypatch.setenv(onnx_runtime.BACKEND_ENV, "torch")
     assert onnx_runtime.choose_backend("cpu") == "torch"
@@ -125,7 +157,7 @@ def test_onnx_models_match_torch_on_speech(two_voices, monkeypatch):
     seg_onnx, emb_onnx = segmentation.get_model("cpu"), embedding.get_model("cpu")
     assert isinstance(seg_onnx, onnx_runtime.OnnxModel) and isinstance(emb_onnx, onnx_runtime.OnnxModel)
     seg_torch, emb_torch = segmentation.get_torch_model(), embedding.get_torch_model()
-    assert segmentation.get_model("cuda") is seg_torch and embedding.get_model("cuda") is emb_torch
+    assert onnx_runtime.choose_backend("cuda") == "torch"  # a GPU keeps torch (see the tests above)
 
     audio = two_voices.samples / np.abs(two_voices.samples).max()
     _, torch_lp = segmentation.segment_log_probs(audio, step_s=1.25, model=seg_torch)

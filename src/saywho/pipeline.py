@@ -18,7 +18,7 @@ from saywho.audio.decode import AudioSource, load_audio
 from saywho.diarization.assign import assign_speakers, join_words, speaker_blocks, speech_time
 from saywho.diarization.pipeline import diarize as diarize_stage
 from saywho.models.manager import ModelManager, process_wide
-from saywho.runtime import set_torch_threads
+from saywho.runtime import check_device, set_torch_threads
 from saywho.types import (
     Diarization,
     DiarizeOptions,
@@ -61,10 +61,12 @@ def diarize(audio: AudioSource | np.ndarray, options: DiarizeOptions | None = No
             hook: Hook | None = None) -> Diarization:
     """Who spoke when, for a file path, bytes or a 16 kHz mono float32 array."""
     hook = hook or no_progress
+    options = options or DiarizeOptions()
+    check_device(options.device)
     hook("decode", completed=0, total=1)
     decoded = load_audio(audio)
     hook("decode", completed=1, total=1)
-    return run_diarization(decoded.samples, options or DiarizeOptions(), hook=hook)
+    return run_diarization(decoded.samples, options, hook=hook)
 
 
 def transcribe(
@@ -82,6 +84,7 @@ def transcribe(
     are known), for streaming text.
     """
     options = options or TranscribeOptions()
+    check_device(options.device)
     hook = hook or no_progress
     hook("decode", completed=0, total=1)
     decoded = load_audio(audio)

@@ -20,7 +20,7 @@ import os
 import threading
 
 __all__ = [
-    "LONG_FILE_MMAP_THRESHOLD", "configure_openmp", "release_memory", "set_torch_threads", "tune_malloc",
+    "LONG_FILE_MMAP_THRESHOLD", "check_device", "configure_openmp", "split_device", "release_memory", "set_torch_threads", "tune_malloc",
 ]
 
 _threads_lock = threading.Lock()
@@ -65,6 +65,31 @@ def set_torch_threads(threads: int) -> None:
 
         torch.set_num_threads(threads)
         _torch_threads = threads
+
+
+def split_device(device: str) -> tuple[str, int]:
+    """``"cuda:1"`` -> ``("cuda", 1)``; ``"cpu"`` -> ``("cpu", 0)`` (CTranslate2 wants the
+    index apart, torch takes the string whole)."""
+    kind, _, index = device.strip().lower().partition(":")
+    return kind, int(index) if index.isdigit() else 0
+
+
+def check_device(device: str) -> None:
+    """A clear ``InvalidOptionError`` for a device saywho cannot run on, before any
+    model loads: ``cpu``, or ``cuda`` / ``cuda:N`` with that GPU visible to torch."""
+    from saywho.errors import InvalidOptionError
+
+    kind, index = split_device(device)
+    _, _, raw_index = device.strip().partition(":")
+    if kind not in ("cpu", "cuda") or (raw_index and not raw_index.isdigit()) or (kind == "cpu" and raw_index):
+        raise InvalidOptionError(f"device must be cpu, cuda or cuda:N, got {device!r}", param="device")
+    if kind == "cuda":
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if index >= count:
+            found = f"{count} CUDA GPU(s) visible" if count else "no CUDA GPU is visible to torch (CPU build or no driver)"
+            raise InvalidOptionError(f"device {device!r} is not available: {found}", param="device")
 
 
 # The mmap threshold of the long-file path (see tune_malloc).

@@ -12,6 +12,7 @@ import numpy as np
 
 from saywho.errors import InvalidOptionError, ModelNotFoundError
 from saywho.models.registry import resolve_asr_model
+from saywho.runtime import split_device
 from saywho.types import SAMPLE_RATE, Hook, Segment, TranscribeOptions, Word, no_progress
 
 if TYPE_CHECKING:
@@ -41,7 +42,9 @@ def load_model(key: str) -> Any:
     from faster_whisper import WhisperModel
 
     try:
-        model = WhisperModel(path, device=device, compute_type=compute_type, cpu_threads=int(threads))
+        kind, index = split_device(device)
+        model = WhisperModel(path, device=kind, device_index=index, compute_type=compute_type,
+                             cpu_threads=int(threads))
     except Exception as exc:
         raise ModelNotFoundError(f"cannot load speech model '{name}': {str(exc).splitlines()[0][:200]}",
                                  param="model") from None

@@ -31,13 +31,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-f", "--format", choices=DIARIZATION_FORMATS,
                    help="rttm, json or txt (default: from -o's extension, else rttm)")
     add_speaker_count_args(p)
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where ASR and diarization run (default: cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_long_recording_args(p)
     p.set_defaults(func=run)
 
 
 def _options(args: argparse.Namespace) -> TranscribeOptions:
+    from saywho.runtime import check_device  # lazy: `saywho --help` stays fast (no torch)
+
+    check_device(args.device)
     return TranscribeOptions(
         speakers=SpeakerCount(num=args.num_speakers, min=args.min_speakers, max=args.max_speakers),
         device=args.device, identify=False,

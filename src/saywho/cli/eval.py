@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-speakers", type=int, metavar="B", help="at most this many speakers")
     p.add_argument("--beam-size", type=int, default=1, help="decoder beam size (default: 1, greedy)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where ASR and diarization run (default: cpu)")
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-file progress on stderr")
     p.set_defaults(func=run)

@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "the server's too)")
     add_decoding_args(p)
     p.add_argument("--threads", type=int, default=0, help="CPU threads for ASR (default: all)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where ASR and diarization run (default: cpu)")
     p.add_argument("--compute-type", default="int8", help="CTranslate2 compute type (default: int8)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_long_recording_args(p)
@@ -107,6 +107,9 @@ def add_long_recording_args(p: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
+    from saywho.runtime import check_device  # lazy: `saywho --help` stays fast (no torch)
+
+    check_device(args.device)
     if args.beam_size < 1:
         raise InvalidOptionError("--beam-size must be at least 1")
     if args.threads < 0:

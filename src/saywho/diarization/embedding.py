@@ -302,7 +302,7 @@ def load_onnx_model() -> onnx_runtime.OnnxModel | None:
 get_onnx_model = process_wide(load_onnx_model)
 
 # (batch, frames, 80) -> (batch, 192): CAM++ or its ONNX export.
-EmbeddingModel = CAMPPlus | onnx_runtime.OnnxModel
+EmbeddingModel = CAMPPlus | onnx_runtime.OnnxModel | onnx_runtime.OnDevice
 
 
 def get_model(device: str = "cpu") -> EmbeddingModel:

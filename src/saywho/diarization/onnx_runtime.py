@@ -30,6 +30,7 @@ import torch
 
 from saywho.errors import BackendUnavailable, InvalidOptionError
 from saywho.models import registry as models
+from saywho.runtime import split_device
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -71,11 +72,12 @@ def onnx_available() -> bool:
 def choose_backend(device: str = "cpu") -> Backend:
     """The backend the diarization models run on for ``device``.
 
-    ``auto``: ONNX Runtime on a CPU where it is installed, else torch (a GPU keeps torch).
+    ``auto``: ONNX Runtime on a CPU where it is installed, else torch. A GPU always
+    runs torch (onnxruntime is the CPU build).
     ``onnx`` asked for explicitly but not installed is a ``BackendUnavailable`` error.
     """
     wanted = requested_backend()
-    if wanted == "torch":
+    if wanted == "torch" or device != "cpu":  # ONNX Runtime runs here on the CPU only
         return "torch"
     if wanted == "onnx":
         if not onnx_available():
@@ -224,11 +226,41 @@ def load(
         return None
 
 
-def model_for(device: str, onnx_model: Callable[[], OnnxModel | None], torch_model: Callable[[], M]) -> M | OnnxModel:
+class OnDevice:
+    """A torch module moved to a GPU, called like the CPU one: inputs go to the device,
+    outputs come back to the CPU (the rest of the pipeline is numpy)."""
+
+    def __init__(self, module: nn.Module, device: str) -> None:
+        import copy
+
+        self.device = torch.device(device)
+        self.module = copy.deepcopy(module).to(self.device).eval()
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.module(inputs.to(self.device, non_blocking=True)).float().cpu()
+
+
+_on_device: dict[tuple[int, str], OnDevice] = {}
+_on_device_lock = threading.Lock()
+
+
+def model_for(
+    device: str, onnx_model: Callable[[], OnnxModel | None], torch_model: Callable[[], M]
+) -> M | OnnxModel | OnDevice:
     """The process-wide model for ``device``: ``onnx_model()`` when ``choose_backend``
-    picks ONNX Runtime and it loaded, else ``torch_model()``."""
+    picks ONNX Runtime and it loaded, else ``torch_model()`` (a copy on the GPU for
+    ``cuda``, made once per device)."""
     if choose_backend(device) == "onnx":
         model = onnx_model()
         if model is not None:
             return model
-    return torch_model()
+    module = torch_model()
+    if device == "cpu":
+        return module
+    kind, index = split_device(device)
+    key = (id(module), f"{kind}:{index}")
+    with _on_device_lock:
+        if key not in _on_device:
+            _on_device[key] = OnDevice(module, device)  # type: ignore[arg-type]
+        return _on_device[key]

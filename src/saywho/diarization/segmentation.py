@@ -293,7 +293,7 @@ def load_onnx_model() -> onnx_runtime.OnnxModel | None:
 get_onnx_model = process_wide(load_onnx_model)
 
 # (batch, 1, samples) -> (batch, frames, 7) log-probabilities: PyanNet or its ONNX export.
-SegmentationModel = PyanNet | onnx_runtime.OnnxModel
+SegmentationModel = PyanNet | onnx_runtime.OnnxModel | onnx_runtime.OnDevice
 
 
 def get_model(device: str = "cpu") -> SegmentationModel:
