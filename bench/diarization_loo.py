@@ -1,5 +1,5 @@
 """Diarization on the 7 dev clips: per-file DER and count, pooled DER, a sweep of the
-clustering settings and its leave-one-file-out table; optionally hints and the
+clustering settings (and the overlap count threshold) and its leave-one-file-out table; optionally hints and the
 simulated meetings.
 
     PYTHONPATH=src .venv/bin/python bench/diarization_loo.py [--sim /tmp/simmeet] [--no-sweep]
@@ -8,7 +8,7 @@ simulated meetings.
 
 DER: pyannote.metrics, no collar, overlap scored, over each clip's UEM (0-30 s).
 ``defaults`` is the module's settings as committed. The sweep varies the segmentation
-onset, the clustering method (AHC / NME-SC), the clean speech a piece needs to be
+onset, the overlap count threshold, the clustering method (AHC / NME-SC), the clean speech a piece needs to be
 clustered, the speech a cluster needs to be a speaker, and the AHC cut; for each held
 out file the settings are the best pooled DER on the other six (LOO). Segmentation and
 embeddings are cached (``bench/diarcache.py``): the first run embeds, later runs take
@@ -25,9 +25,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import diarcache
 
-KNOBS = ("SEGMENTATION_ONSET", "CLUSTERING_METHOD", "MIN_CLUSTERING_SPEECH_S", "MIN_SPEAKER_SPEECH_S", "COSINE_THRESHOLD")
+KNOBS = ("SEGMENTATION_ONSET", "OVERLAP_COUNT_AT", "CLUSTERING_METHOD", "MIN_CLUSTERING_SPEECH_S",
+         "MIN_SPEAKER_SPEECH_S", "COSINE_THRESHOLD")
 GRID = {
     "SEGMENTATION_ONSET": (None,),
+    "OVERLAP_COUNT_AT": (0.2, 0.3, 0.5),
     "CLUSTERING_METHOD": ("ahc",),
     "MIN_CLUSTERING_SPEECH_S": (0.5, 1.0),
     "MIN_SPEAKER_SPEECH_S": (0.5, 1.0, 2.0),
