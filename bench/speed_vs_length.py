@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +69,42 @@ def build(path: Path, minutes: float, pieces: list[np.ndarray]) -> None:
             i += 1
 
 
+def tree_rss_mib(root: int) -> float:
+    """Resident memory of ``root`` and all its descendants right now (MiB), from /proc."""
+    parent, rss = {}, {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(entry)] = int(fields[1])
+        rss[int(entry)] = int(fields[21]) * page
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += rss.get(pid, 0)
+        stack += [c for c, pp in parent.items() if pp == pid]
+    return total / 2**20
+
+
+class TreeSampler(threading.Thread):
+    """The largest sum of the RSS of a process tree, sampled every 0.2 s (a chunked run's
+    parent and its worker process hold memory at the same time; ru_maxrss reports the
+    largest single process)."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root, self.peak, self.stopped = root, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.2):
+            self.peak = max(self.peak, tree_rss_mib(self.root))
+
+
 def measure(audio: Path, out_dir: Path) -> dict:
     cmd = [
         str(report.PYTHON),
@@ -84,8 +121,11 @@ def measure(audio: Path, out_dir: Path) -> dict:
     ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    sampler = TreeSampler(proc.pid)
+    sampler.start()
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
+    sampler.stopped.set()
     proc.returncode = os.waitstatus_to_exitcode(status)
     err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
@@ -94,6 +134,7 @@ def measure(audio: Path, out_dir: Path) -> dict:
         "wall_s": round(wall, 2),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_tree_rss_mib": round(sampler.peak, 1),
     }
 
 
@@ -111,6 +152,7 @@ def render(results: dict) -> str:
                 f"{minutes * 60 / r['wall_s']:.1f}x",
                 f"{r['cpu_s']:.0f}",
                 f"{r['peak_rss_mib']:.0f}",
+                f"{r['peak_tree_rss_mib']:.0f}" if "peak_tree_rss_mib" in r else "",
                 f"{r['load']}",
                 r["date"],
                 r["commit"],
@@ -125,6 +167,7 @@ def render(results: dict) -> str:
             "speed",
             "CPU (s)",
             "peak RSS (MiB)",
+            "peak of the process tree (MiB)",
             "load avg (median)",
             "date",
             "commit",
@@ -202,12 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         "(results accumulate in `bench/results/speed_vs_length.json`; `--render-only` redraws)\n"
         "- What runs: `python -m saywho transcribe FILE -f json --no-identify -q` in a fresh process "
         "(tiny.en int8, diarization on, all threads); input = the dev recordings concatenated to N minutes. "
-        "Files over 6 minutes go through the chunked long-form path (5-minute chunks, 1 worker).\n"
+        "Files over 6 minutes go through the chunked long-form path (5-minute chunks, 1 worker). Long-form "
+        "rows dated 2026-12-04 or later ran each chunk in a fresh worker process (`--chunks-per-worker 1`, the "
+        "default since then); earlier rows ran the chunks in the command's own process.\n"
         f"- Machine: {report.machine()}\n"
         "- Each row carries its own date, commit and median load average (1 min); "
         "the machine was shared, so wall times are pessimistic.\n"
         "- RTF = wall time / audio duration; CPU = user + system seconds of the child (less sensitive to the "
-        "machine's load than wall time); peak RSS of the child process, models included.\n\n"
+        "machine's load than wall time); peak RSS: the largest single process (ru_maxrss, models "
+        "included); peak of the process tree: the largest sum over the command and its worker processes at one "
+        "moment (sampled every 0.2 s; empty for rows measured before it existed).\n\n"
         + render(results)
         + (
             f"\nNot measured yet: {', '.join(missing)} min. Measure with `.venv/bin/python bench/speed_vs_length.py "

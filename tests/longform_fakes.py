@@ -103,3 +103,11 @@ def slow_logging_process_chunk(samples: np.ndarray, options: TranscribeOptions) 
             f.write(digest(samples) + "\n")
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
     return fake_process_chunk(samples, options)
+
+
+def pid_process_chunk(samples: np.ndarray, options: TranscribeOptions) -> ChunkResult:
+    """``fake_process_chunk``, with the id of the process that ran it as its model name."""
+    import dataclasses
+    import os
+
+    return dataclasses.replace(fake_process_chunk(samples, options), models={"asr": f"pid{os.getpid()}"})

@@ -18,6 +18,7 @@ import pytest
 
 from saywho.audio.decode import decode_audio, write_wav
 from saywho.diarization.chunk_clustering import cluster_local_speakers
+from saywho.errors import InvalidOptionError
 from saywho.formats import transcript_to_dict
 from saywho.longform.chunk import ChunkResult
 from saywho.longform.plan import Chunk, ChunkPlan, find_cut, plan_chunks
@@ -229,6 +230,23 @@ def test_pool_gives_the_same_transcript_as_inline(tone_file, tmp_path):
     inline = transcribe_long(path, OPTIONS, chunk_s=20, processor=fakes.fake_process_chunk)
     pooled = transcribe_long(path, OPTIONS, chunk_s=20, workers=2, processor=fakes.fake_process_chunk)
     assert _comparable(pooled) == _comparable(inline)
+
+
+def test_workers_replaced_every_n_chunks_give_the_same_transcript(tone_file, tmp_path):
+    path, _ = tone_file
+    inline = transcribe_long(path, OPTIONS, chunk_s=20, processor=fakes.fake_process_chunk)
+    ran_in: dict[int, str] = {}
+    recycled = transcribe_long(path, OPTIONS, chunk_s=20, processor=fakes.pid_process_chunk, chunks_per_worker=1,
+                               on_chunk=lambda chunk, result: ran_in.__setitem__(chunk.index, result.models["asr"]))
+    assert {**_comparable(recycled), "models": None} == {**_comparable(inline), "models": None}
+    assert len(ran_in) >= 3 and len(set(ran_in.values())) == len(ran_in)  # a fresh process for every chunk
+    assert f"pid{os.getpid()}" not in ran_in.values()
+    ran_in.clear()
+    transcribe_long(path, OPTIONS, chunk_s=20, processor=fakes.pid_process_chunk, chunks_per_worker=2,
+                    on_chunk=lambda chunk, result: ran_in.__setitem__(chunk.index, result.models["asr"]))
+    assert len(set(ran_in.values())) == (len(ran_in) + 1) // 2
+    with pytest.raises(InvalidOptionError, match="at least 1"):
+        transcribe_long(path, OPTIONS, chunk_s=20, processor=fakes.fake_process_chunk, chunks_per_worker=0)
 
 
 def test_truncated_file_gives_what_was_decodable_with_a_warning(tmp_path):

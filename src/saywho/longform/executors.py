@@ -48,17 +48,24 @@ class ChunkTask:
         return np.load(self.audio_path)
 
 
+# Whether this process's heap was set up by a pool's initializer (see _init_worker).
+_initialised = False
+
+
 def run_task(task: ChunkTask) -> dict[str, Any]:
     """Process one chunk; the result as its JSON dict (the same bytes whoever runs it)."""
-    tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)  # a Ray worker has no initializer
+    if not _initialised:  # this process (inline) or a Ray worker: no initializer ran
+        tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)
     result = task.processor(task.load(), task.options)
     release_memory()
     return result.to_dict()
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, mmap_threshold: int | None = LONG_FILE_MMAP_THRESHOLD) -> None:
+    global _initialised
+    tune_malloc(mmap_threshold=mmap_threshold)
+    _initialised = True
     # Split the machine between workers instead of letting each take every core.
-    tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)
     set_torch_threads(threads)
 
 
@@ -78,14 +85,22 @@ class InlineExecutor:
 
 
 class PoolExecutor:
-    """A local pool of ``workers`` spawned processes, each loading the models once."""
+    """A local pool of ``workers`` spawned processes, each loading the models once.
 
-    def __init__(self, workers: int) -> None:
+    With ``chunks_per_worker`` a worker is replaced by a fresh one after that many
+    chunks, and runs with glibc's default heap settings (``runtime.tune_malloc``): the
+    heap's growth from chunk to chunk ends with the process, so memory stays flat
+    without the low mmap threshold that makes every large array cost fresh pages.
+    """
+
+    def __init__(self, workers: int, *, chunks_per_worker: int | None = None) -> None:
         self.workers = workers
         threads = max(1, (os.cpu_count() or 1) // workers)
         self._pool = cf.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(threads,),
+            initializer=_init_worker,
+            initargs=(threads, None if chunks_per_worker else LONG_FILE_MMAP_THRESHOLD),
+            max_tasks_per_child=chunks_per_worker,
         )
 
     def run(self, tasks: Iterable[ChunkTask]) -> Iterator[tuple[int, ChunkResult]]:
@@ -186,12 +201,18 @@ class RayExecutor:
             self._ray.shutdown()
 
 
-def make_executor(*, workers: int = 1, ray_address: str | None = None) -> InlineExecutor | PoolExecutor | RayExecutor:
-    """Ray when an address is given, else a process pool for ``workers`` > 1, else inline."""
+def make_executor(
+    *, workers: int = 1, ray_address: str | None = None, chunks_per_worker: int | None = None
+) -> InlineExecutor | PoolExecutor | RayExecutor:
+    """Ray when an address is given, else a process pool for ``workers`` > 1 or when
+    workers are to be replaced every ``chunks_per_worker`` chunks, else inline."""
     if workers < 1:
         raise InvalidOptionError(f"--workers must be at least 1, got {workers}", param="workers")
+    if chunks_per_worker is not None and chunks_per_worker < 1:
+        raise InvalidOptionError(f"chunks per worker must be at least 1, got {chunks_per_worker}",
+                                 param="chunks_per_worker")
     if ray_address:
         return RayExecutor(ray_address)
-    if workers > 1:
-        return PoolExecutor(workers)
+    if workers > 1 or chunks_per_worker:
+        return PoolExecutor(workers, chunks_per_worker=chunks_per_worker)
     return InlineExecutor()

@@ -59,6 +59,10 @@ def plan_recording(source: AudioSource, chunk_s: float, store: ChunkStore, hook:
     return plan
 
 
+# With one worker, the CLI runs chunks in a spawned process replaced after this many
+# chunks (``transcribe_long``'s ``chunks_per_worker``): see docs/longform.md, "Memory".
+CHUNKS_PER_WORKER = 1
+
 def transcribe_long(
     source: AudioSource,
     options: TranscribeOptions | None = None,
@@ -74,6 +78,7 @@ def transcribe_long(
     processor: ChunkProcessor | None = None,
     identifier: Identifier | None = None,
     planner: Planner | None = None,
+    chunks_per_worker: int | None = None,
 ) -> Transcript:
     """Transcribe a long recording chunk by chunk, with speakers kept across chunks.
 
@@ -87,6 +92,10 @@ def transcribe_long(
     total=n)``. ``processor`` replaces ``process_chunk`` (tests; must be picklable
     for a pool or Ray). ``identifier`` names speakers as in ``pipeline.transcribe``.
     ``planner`` replaces ``plan_recording`` (the server decodes in its worker process).
+    ``chunks_per_worker`` runs the chunks in worker processes replaced after that many
+    chunks (the CLI's default, ``CHUNKS_PER_WORKER``): flat memory at glibc's speed;
+    None runs them in this process (with ``workers`` = 1), where the heap is kept flat
+    by a low mmap threshold instead, at some cost in speed (``runtime.tune_malloc``).
     """
     tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)  # before decoding threads and models
     options = options or TranscribeOptions()
@@ -131,7 +140,7 @@ def transcribe_long(
                 yield ChunkTask(index=i, audio_path=store.audio_path(plan.chunks[i]), options=opts,
                                 processor=processor)
 
-        with make_executor(workers=workers, ray_address=ray_address) as executor:
+        with make_executor(workers=workers, ray_address=ray_address, chunks_per_worker=chunks_per_worker) as executor:
             todo = [c.index for c in plan.chunks if c.index not in results]
             if todo and per_chunk.language is None and not per_chunk.model.endswith(".en"):
                 # One language for the whole recording: the first chunk decides it.
