@@ -234,6 +234,10 @@ class OnDevice:
         import copy
 
         self.device = torch.device(device)
+        if self.device.type == "cuda":
+            # Full fp32 in cuDNN's convolutions and LSTMs (TF32 is torch's default there),
+            # so that a GPU finds the turns the CPU finds.
+            torch.backends.cudnn.allow_tf32 = False
         self.module = copy.deepcopy(module).to(self.device).eval()
 
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
