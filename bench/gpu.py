@@ -205,7 +205,7 @@ def score(args: argparse.Namespace) -> int:
         "",
         f"Peak GPU memory (torch allocator): {info.get('cuda_peak_mib', 0):.0f} MiB. cuDNN runs in full fp32 "
         "(`OnDevice` turns its TF32 off): with TF32 the CUDA turns scored 0.6 DER points above the CPU's.",
-        *([""] + asr if asr else []),
+        *(["", *asr] if asr else []),
     ])
     print(body)
     if args.write:

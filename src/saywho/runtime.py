@@ -20,7 +20,8 @@ import os
 import threading
 
 __all__ = [
-    "LONG_FILE_MMAP_THRESHOLD", "check_device", "configure_openmp", "split_device", "release_memory", "set_torch_threads", "tune_malloc",
+    "LONG_FILE_MMAP_THRESHOLD", "check_device", "configure_openmp", "release_memory", "set_torch_threads",
+    "split_device", "tune_malloc",
 ]
 
 _threads_lock = threading.Lock()

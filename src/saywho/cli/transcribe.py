@@ -175,10 +175,8 @@ def _is_long(path: str, args: argparse.Namespace) -> bool:
 
 def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Namespace, bar: Any,
                      identifier: Identifier | None, processor: Any = None) -> Transcript:
-    from saywho.longform.run import transcribe_long  # lazy: `saywho --help` stays fast (no torch)
+    from saywho.longform.run import CHUNKS_PER_WORKER, transcribe_long  # lazy: `saywho --help` stays fast
     from saywho.longform.store import default_work_dir  # lazy: `saywho --help` stays fast (no torch)
-
-    from saywho.longform.run import CHUNKS_PER_WORKER  # lazy: `saywho --help` stays fast (no torch)
 
     if args.workers < 1:
         raise InvalidOptionError("--workers must be at least 1")
