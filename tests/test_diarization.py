@@ -174,16 +174,15 @@ def test_cannot_link_assignment_gives_distinct_clusters():
 
 
 @pytest.mark.slow
-def test_frame_counts_favour_a_second_speaker_heard_by_a_third_of_the_windows(monkeypatch):
+def test_frame_counts_favour_a_second_speaker_heard_by_a_third_of_the_windows():
     from saywho.diarization import pipeline
+    from saywho.diarization.frames import frame_counts
 
-    monkeypatch.setattr(pipeline, "SPEECH_COUNT_AT", 0.5)
-    monkeypatch.setattr(pipeline, "OVERLAP_COUNT_AT", 0.3)
+    assert (pipeline.SPEECH_COUNT_AT, pipeline.OVERLAP_COUNT_AT) == (0.5, 0.3)
     mean = np.array([0.0, 0.5, 0.625, 1.0, 1.25, 1.375, 2.0, 2.25, 2.5])
-    assert pipeline._frame_counts(mean).tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 3]
-    monkeypatch.setattr(pipeline, "OVERLAP_COUNT_AT", 0.5)  # plain rounding, halves down at 0.5
-    assert pipeline._frame_counts(mean).tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 3]
-    assert pipeline._frame_counts(np.zeros(0)).tolist() == []
+    assert frame_counts(mean, 0.5, 0.3).tolist() == [0, 0, 1, 1, 1, 2, 2, 2, 3]
+    assert frame_counts(mean, 0.5, 0.5).tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 3]  # plain rounding
+    assert frame_counts(np.zeros(0), 0.5, 0.3).tolist() == []
 
 
 def test_silence_gives_an_empty_diarization():

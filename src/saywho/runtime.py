@@ -19,6 +19,8 @@ import contextlib
 import os
 import threading
 
+from saywho.errors import InvalidOptionError
+
 __all__ = [
     "LONG_FILE_MMAP_THRESHOLD", "check_device", "configure_openmp", "release_memory", "set_torch_threads",
     "split_device", "tune_malloc",
@@ -78,8 +80,6 @@ def split_device(device: str) -> tuple[str, int]:
 def check_device(device: str) -> None:
     """A clear ``InvalidOptionError`` for a device saywho cannot run on, before any
     model loads: ``cpu``, or ``cuda`` / ``cuda:N`` with that GPU visible to torch."""
-    from saywho.errors import InvalidOptionError
-
     kind, index = split_device(device)
     _, _, raw_index = device.strip().partition(":")
     if kind not in ("cpu", "cuda") or (raw_index and not raw_index.isdigit()) or (kind == "cpu" and raw_index):

@@ -133,3 +133,12 @@ def heard_when_raised(count: np.ndarray, activity: np.ndarray, offsets: np.ndarr
     heard, seen = heard[: len(count)], seen[: len(count)]
     quiet = (count == 0) & (heard > 0) & (heard >= 0.5 * seen)
     return np.where(quiet, 1, count)
+
+
+def frame_counts(mean_count: np.ndarray, speech_at: float, overlap_at: float) -> np.ndarray:
+    """Speakers at each frame from the mean of the windows' local counts: speech where the
+    mean exceeds ``speech_at``, a k-th speaker where it reaches ``k - 1 + overlap_at``."""
+    count = (mean_count > speech_at).astype(np.int64)
+    for k in range(2, int(np.ceil(mean_count.max(initial=0))) + 2):
+        count += mean_count >= k - 1 + overlap_at
+    return count

@@ -25,6 +25,7 @@ import numpy as np
 from saywho.diarization import clustering, embedding, segmentation
 from saywho.diarization.chunk_clustering import cluster_with_cannot_links
 from saywho.diarization.frames import force_speech as _force_speech
+from saywho.diarization.frames import frame_counts as _frame_counts
 from saywho.diarization.frames import frame_labels as _frame_labels
 from saywho.diarization.frames import heard_when_raised as _heard_when_raised
 from saywho.diarization.frames import spread_labels as _spread_labels
@@ -91,14 +92,10 @@ MIN_HINTED_SPEECH_S = 0.5
 # like every speaker found, with the pieces at least this similar to it (and closer to it
 # than to any found speaker). 0.3-0.7 give the same dev and simulated-meeting DER.
 HINT_SEED_SIMILARITY = 0.5
-# A frame is speech where the windows' mean local count exceeds SPEECH_COUNT_AT, and
-# holds k speakers where it reaches k - 1 + OVERLAP_COUNT_AT (0.5 / 0.5 would be plain
-# rounding). Rounding lost most overlapped speech: on the 7 dev meetings 2-speaker
-# overlap was mostly scored as one speaker. 0.3 (a second speaker when about a third of
-# the windows hear one): dev DER 24.0 -> 23.3 %, chosen on every leave-one-file-out fold
-# of a 0.3-0.5 sweep; on the simulated meetings (little overlap) 23.1 -> 23.2 %. Lower
-# values gain up to 1 point more on AMI but add false alarms where people take turns
-# (0.1: simulated meetings +0.9 points). SPEECH_COUNT_AT below 0.5 only adds false alarms.
+# A frame is speech where the windows' mean local count exceeds SPEECH_COUNT_AT, with k
+# speakers where it reaches k - 1 + OVERLAP_COUNT_AT (0.5: rounding, which scored most
+# dev overlap as one speaker). 0.3: dev DER 24.0 -> 23.3 %, simulated meetings 23.1 ->
+# 23.2 %; 0.1 gains more on AMI but adds false alarms in turn-taking (docs/BENCHMARKS.md).
 SPEECH_COUNT_AT = 0.5
 OVERLAP_COUNT_AT = 0.3
 # Audio whose peak stays below this (-80 dBFS) is digital silence.
@@ -391,7 +388,8 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
             for k in np.unique(frame_labels[frame_labels >= 0]):
                 scores[window, k] += weight * activity[c, :, s] * (frame_labels == k)
     scores, local_count, coverage = scores[:total_frames], local_count[:total_frames], coverage[:total_frames]
-    count_per_frame = _frame_counts(local_count / np.maximum(coverage, 1))  # (total_frames,)
+    mean_count = local_count / np.maximum(coverage, 1)
+    count_per_frame = _frame_counts(mean_count, SPEECH_COUNT_AT, OVERLAP_COUNT_AT)  # (total_frames,)
     # A quiet voice is heard by the windows raised to hear it: see frames.heard_when_raised.
     count_per_frame = _heard_when_raised(count_per_frame, activity, offsets, p.gains >= RAISED_WINDOW_GAIN)
     speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))  # (total_frames, num_speakers)
@@ -430,15 +428,6 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
         speakers=tuple(names[k] for k in order),
         fingerprints=fingerprint_of,
     )
-
-
-def _frame_counts(mean_count: np.ndarray) -> np.ndarray:
-    """Speakers at each frame from the mean of the windows' local counts: speech where
-    the mean exceeds SPEECH_COUNT_AT, a k-th speaker where it reaches k - 1 + OVERLAP_COUNT_AT."""
-    count = (mean_count > SPEECH_COUNT_AT).astype(np.int64)
-    for k in range(2, int(np.ceil(mean_count.max(initial=0))) + 2):
-        count += mean_count >= k - 1 + OVERLAP_COUNT_AT
-    return count
 
 
 def _embedded_blocks(num_windows: int, blocks_per_window: int, central: int) -> np.ndarray:
