@@ -74,9 +74,8 @@ EMBEDDINGS_PER_INSTANT = 2
 # A speaker must hold about this much speech to stand on its own (else it is folded
 # into the closest speaker). 2 s folds every speaker with under 2 s of clean speech
 # -- most speakers of a real 3-4 person clip -- into a big one; every leave-one-file-out
-# fold of bench/diarization_loo.py picks 0.25 s with clustering.COSINE_THRESHOLD 0.3
-# (7-file dev DER 29.4 -> 26.5 %, simulated-meeting count error 0.50 -> 0.38), but that
-# costs dev00 a third speaker (3-file DER 20.0 %, over the 20 % of test_diarization_count's two-speaker check).
+# fold of bench/diarization_loo.py picked 0.25 s with COSINE_THRESHOLD 0.3 (dev DER 29.4
+# -> 26.5 %), which cost dev00 a third speaker (over test_diarization_count's 20 % check).
 MIN_SPEAKER_SPEECH_S = 0.5
 # A local speaker is active where its probability exceeds this (None: the most likely
 # powerset class, as pyannote does). 0.4 finds more quiet/short speech (7-file dev DER
