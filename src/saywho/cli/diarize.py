@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from saywho.cli import outputs
-from saywho.cli.transcribe import _is_long, _transcribe_long, add_long_recording_args, add_speaker_count_args
+from saywho.cli.transcribe import (
+    _is_long,
+    _transcribe_long,
+    add_long_recording_args,
+    add_speaker_count_args,
+    check_long_recording_args,
+)
 from saywho.errors import InvalidOptionError, SaywhoError
 from saywho.formats import DIARIZATION_FORMATS, render_diarization
 from saywho.types import SpeakerCount, TranscribeOptions
@@ -41,6 +47,7 @@ def _options(args: argparse.Namespace) -> TranscribeOptions:
     from saywho.runtime import check_device  # lazy: `saywho --help` stays fast (no torch)
 
     check_device(args.device)
+    check_long_recording_args(args)
     return TranscribeOptions(
         speakers=SpeakerCount(num=args.num_speakers, min=args.min_speakers, max=args.max_speakers),
         device=args.device, identify=False,

@@ -109,10 +109,19 @@ def add_long_recording_args(p: argparse.ArgumentParser) -> None:
                     help="reuse the finished chunks of an interrupted run of the same file and settings")
 
 
+def check_long_recording_args(args: argparse.Namespace) -> None:
+    """Bad long-recording options fail before any file is read, long or short."""
+    if args.workers < 1:
+        raise InvalidOptionError("--workers must be at least 1")
+    if args.chunks_per_worker is not None and args.chunks_per_worker < 0:
+        raise InvalidOptionError("--chunks-per-worker must be 0 (in this process) or more")
+
+
 def options_from_args(args: argparse.Namespace) -> TranscribeOptions:
     from saywho.runtime import check_device  # lazy: `saywho --help` stays fast (no torch)
 
     check_device(args.device)
+    check_long_recording_args(args)
     if args.beam_size < 1:
         raise InvalidOptionError("--beam-size must be at least 1")
     if args.threads < 0:
@@ -178,11 +187,7 @@ def _transcribe_long(path: str, options: TranscribeOptions, args: argparse.Names
     from saywho.longform.run import CHUNKS_PER_WORKER, transcribe_long  # lazy: `saywho --help` stays fast
     from saywho.longform.store import default_work_dir  # lazy: `saywho --help` stays fast (no torch)
 
-    if args.workers < 1:
-        raise InvalidOptionError("--workers must be at least 1")
     per_worker = CHUNKS_PER_WORKER if args.chunks_per_worker is None else args.chunks_per_worker
-    if per_worker < 0:
-        raise InvalidOptionError("--chunks-per-worker must be 0 (in this process) or more")
     chunk_s = _chunk_s(args)
     work_dir = args.work_dir or default_work_dir(path, options, chunk_s)
 

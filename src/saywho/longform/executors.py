@@ -48,23 +48,22 @@ class ChunkTask:
         return np.load(self.audio_path)
 
 
-# Whether this process's heap was set up by a pool's initializer (see _init_worker).
-_initialised = False
-
-
 def run_task(task: ChunkTask) -> dict[str, Any]:
-    """Process one chunk; the result as its JSON dict (the same bytes whoever runs it)."""
-    if not _initialised:  # this process (inline) or a Ray worker: no initializer ran
-        tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)
+    """Process one chunk; the result as its JSON dict (the same bytes whoever runs it).
+    The heap is set up by the caller: ``transcribe_long`` for inline chunks, the pool's
+    initializer, or ``_run_task_on_ray``."""
     result = task.processor(task.load(), task.options)
     release_memory()
     return result.to_dict()
 
 
-def _init_worker(threads: int, mmap_threshold: int | None = LONG_FILE_MMAP_THRESHOLD) -> None:
-    global _initialised
+def _run_task_on_ray(task: ChunkTask) -> dict[str, Any]:
+    tune_malloc(mmap_threshold=LONG_FILE_MMAP_THRESHOLD)  # a Ray worker has no initializer
+    return run_task(task)
+
+
+def _init_worker(threads: int, mmap_threshold: int | None) -> None:
     tune_malloc(mmap_threshold=mmap_threshold)
-    _initialised = True
     # Split the machine between workers instead of letting each take every core.
     set_torch_threads(threads)
 
@@ -167,7 +166,7 @@ class RayExecutor:
             self._owns = True
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self._max_in_flight = max_in_flight or max(2, 2 * cpus)
-        self._remote = ray.remote(num_cpus=1, max_retries=2)(run_task)
+        self._remote = ray.remote(num_cpus=1, max_retries=2)(_run_task_on_ray)
 
     def run(self, tasks: Iterable[ChunkTask]) -> Iterator[tuple[int, ChunkResult]]:
         from dataclasses import replace

@@ -63,6 +63,7 @@ def plan_recording(source: AudioSource, chunk_s: float, store: ChunkStore, hook:
 # chunks (``transcribe_long``'s ``chunks_per_worker``): see docs/longform.md, "Memory".
 CHUNKS_PER_WORKER = 1
 
+
 def transcribe_long(
     source: AudioSource,
     options: TranscribeOptions | None = None,
