@@ -3,6 +3,7 @@ executors and truncated input (the chunk worker is a deterministic fake)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -371,3 +372,17 @@ def test_cli_help_lists_the_long_recording_options(capsys):
     text = capsys.readouterr().out
     for option in ("--chunk-minutes", "--workers", "--ray ADDRESS", "SAYWHO_RAY_ADDRESS", "--work-dir", "--resume"):
         assert option in text
+
+
+def test_words_keep_the_speaker_their_chunk_gave_them():
+    """A chunk's words were checked against the voices there (``verify``): the stitched
+    transcript keeps their speakers rather than re-deriving them from the turns."""
+    alice, bob = fakes.voice_fingerprint(220.0), fakes.voice_fingerprint(470.0)
+    results = [_result({"Speaker_0": alice, "Speaker_1": bob}) for _ in range(2)]
+    moved = dataclasses.replace(results[1].words[0], start=6.5, end=7.0)  # inside bob's turn, alice's voice
+    results[1] = dataclasses.replace(results[1], words=(moved, results[1].words[1]))
+    plan = ChunkPlan((Chunk(0, 0, 320_000), Chunk(1, 320_000, 640_000)), 40.0)
+    t = stitch(plan, results, OPTIONS)
+    by_start = {w.start: w.speaker for w in t.words}
+    assert by_start[26.5] == by_start[1.5] == "Speaker_0"  # alice's, though bob's turn holds 26.5 s
+    assert by_start[26.5] != next(x.speaker for x in t.diarization.exclusive if x.start <= 26.5 < x.end)

@@ -17,6 +17,7 @@ from saywho.asr import whisper as asr_stage
 from saywho.audio.decode import AudioSource, load_audio
 from saywho.diarization.assign import assign_speakers, join_words, speaker_blocks, speech_time
 from saywho.diarization.pipeline import diarize as diarize_stage
+from saywho.diarization.verify import speaker_words
 from saywho.models.manager import ModelManager, process_wide
 from saywho.runtime import check_device, set_torch_threads
 from saywho.types import (
@@ -29,11 +30,12 @@ from saywho.types import (
     SpeakerInfo,
     TranscribeOptions,
     Transcript,
+    Word,
     no_progress,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     import numpy as np
 
@@ -89,9 +91,11 @@ def transcribe(
     hook("decode", completed=0, total=1)
     decoded = load_audio(audio)
     hook("decode", completed=1, total=1)
+    words: tuple[Word, ...] | None = None
     if options.diarize:
         result, diarization = _asr_and_diarization(decoded.samples, options, hook, manager, on_segment)
         result = recover_quiet_speech(decoded.samples, result, diarization, _side_by_side(options) or options, manager)
+        words = speaker_words(decoded.samples, result.words, diarization, device=options.diarize_options.device)
     else:
         result = run_asr(decoded.samples, options, hook=hook, manager=manager, on_segment=on_segment)
         diarization = None
@@ -103,6 +107,7 @@ def transcribe(
         identities=identities,
         warnings=decoded.warnings,
         models=model_names(options),
+        words=words,
     )
 
 
@@ -174,11 +179,15 @@ def assemble(
     identities: Identities | None = None,
     warnings: tuple[str, ...] = (),
     models: dict[str, str] | None = None,
+    words: Sequence[Word] | None = None,
 ) -> Transcript:
-    """Words + speaker turns -> the typed Transcript (identical for short and long files)."""
+    """Words + speaker turns -> the typed Transcript (identical for short and long files).
+
+    ``words`` are the ASR words with their speakers already given (``verify.speaker_words``);
+    without them, the words are assigned from the exclusive turns alone."""
     language = result.language
     if diarization is not None:
-        words = assign_speakers(result.words, diarization.exclusive)
+        words = tuple(words) if words is not None else assign_speakers(result.words, diarization.exclusive)
         segments = speaker_blocks(words, gap_s=options.block_gap_s, language=language)
         talk = speech_time(diarization.turns)
         ids = identities or {}

@@ -72,7 +72,7 @@ def assign_speakers(
     return tuple(Word(w.start, w.end, w.text, w.probability, k) for w, k in zip(words, speakers, strict=True))
 
 
-def _sentences(words: Sequence[Word]) -> list[range]:
+def sentences(words: Sequence[Word]) -> list[range]:
     """Index ranges of the sentences: up to end punctuation or a pause."""
     out, first = [], 0
     for i, w in enumerate(words):
@@ -87,7 +87,7 @@ def _sentences(words: Sequence[Word]) -> list[range]:
 def _keep_sentences_together(words: Sequence[Word], speakers: list[str]) -> list[str]:
     """Short runs of another speaker inside a sentence go to its main speaker."""
     out = list(speakers)
-    for sentence in _sentences(words):
+    for sentence in sentences(words):
         if len({out[i] for i in sentence}) < 2:
             continue
         talk: dict[str, float] = {}

