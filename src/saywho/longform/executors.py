@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 
 from saywho.errors import BackendUnavailable, InvalidOptionError
-from saywho.longform.chunk import ChunkResult
+from saywho.longform.result import ChunkResult
 from saywho.runtime import LONG_FILE_MMAP_THRESHOLD, release_memory, set_torch_threads, tune_malloc
 
 if TYPE_CHECKING:

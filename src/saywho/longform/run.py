@@ -25,9 +25,9 @@ import numpy as np
 
 from saywho.audio.decode import AudioSource, probe_duration, stream_audio
 from saywho.errors import AudioDecodeError
-from saywho.longform.chunk import ChunkResult, chunk_options, process_chunk
 from saywho.longform.executors import ChunkTask, make_executor
 from saywho.longform.plan import DEFAULT_CHUNK_S, Chunk, ChunkPlan, plan_chunks
+from saywho.longform.result import ChunkResult, chunk_options
 from saywho.longform.stitch import stitch
 from saywho.longform.store import ChunkStore, DirectoryChunkStore, job_key
 from saywho.runtime import LONG_FILE_MMAP_THRESHOLD, tune_malloc
@@ -40,6 +40,14 @@ ChunkProcessor = Callable[[np.ndarray, TranscribeOptions], ChunkResult]
 OnChunk = Callable[[Chunk, ChunkResult], None]
 # Decodes a recording into a chunk plan, saving each chunk's audio in the store.
 Planner = Callable[[AudioSource, float, ChunkStore, Hook], ChunkPlan]
+
+
+def process_chunk(samples: np.ndarray, options: TranscribeOptions) -> ChunkResult:
+    """``chunk.process_chunk``, imported where it runs: the process that plans and
+    stitches then never loads torch or the models (about 360 MiB), only its workers do."""
+    from saywho.longform.chunk import process_chunk as process  # lazy: keeps torch out of the parent process
+
+    return process(samples, options)
 
 
 def plan_recording(source: AudioSource, chunk_s: float, store: ChunkStore, hook: Hook) -> ChunkPlan:

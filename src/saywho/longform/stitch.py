@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from saywho.asr.whisper import AsrResult
+from saywho.assemble import assemble, model_names
 from saywho.diarization.chunk_clustering import GLOBAL_COSINE_THRESHOLD, cluster_local_speakers
-from saywho.pipeline import assemble, model_names
 from saywho.types import (
     Diarization,
     Identifier,
@@ -24,8 +24,8 @@ from saywho.types import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from saywho.longform.chunk import ChunkResult
     from saywho.longform.plan import ChunkPlan
+    from saywho.longform.result import ChunkResult
 
 
 def global_speakers(

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from saywho.longform.chunk import ChunkResult, chunk_options
 from saywho.longform.plan import Chunk, ChunkPlan
+from saywho.longform.result import ChunkResult, chunk_options
 from saywho.models.registry import cache_dir
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ import numpy as np
 
 from saywho.errors import TooManyRequestsError
 from saywho.jobs.store import options_from_dict
-from saywho.longform.chunk import ChunkResult
 from saywho.longform.plan import ChunkPlan
+from saywho.longform.result import ChunkResult
 from saywho.longform.run import transcribe_long
 from saywho.speakers.service import library_identifier, name_speakers
 from saywho.types import SAMPLE_RATE
