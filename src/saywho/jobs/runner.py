@@ -32,8 +32,8 @@ from saywho.jobs.store import (
     JobStore,
     options_from_dict,
 )
-from saywho.longform.chunk import ChunkResult, process_chunk
 from saywho.longform.plan import ChunkPlan
+from saywho.longform.result import ChunkResult
 from saywho.longform.run import transcribe_long
 from saywho.progress import STEPS, ProgressScale
 from saywho.speakers.service import library_identifier, name_speakers
@@ -443,6 +443,8 @@ def default_transcriber(*, chunk_s: float = 300.0, cpu_threads: int = 0,
     """
 
     def transcribe(job: Job, chunks: JobChunkStore, hook: Hook) -> Transcript:
+        from saywho.longform.chunk import process_chunk  # lazy: the HTTP process runs no model
+
         options = options_from_dict(job.options, cpu_threads=cpu_threads)
         transcript = transcribe_long(job.audio_path, options, chunk_s=chunk_s, store=chunks, resume=True,
                                      hook=hook, processor=functools.partial(process_chunk, hook=hook))

@@ -21,7 +21,6 @@ import numpy as np
 
 from saywho.audio.decode import decode_audio
 from saywho.errors import AudioDecodeError, AudioTooLongError, InsufficientStorageError, SaywhoError
-from saywho.longform.chunk import process_chunk
 from saywho.runtime import configure_openmp, release_memory, set_torch_threads, tune_malloc
 from saywho.speakers.service import library_identifier
 from saywho.types import SAMPLE_RATE
@@ -168,6 +167,9 @@ class Worker:
 
     def job_diarize_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
         """-> the per-chunk worker's dict (``process_chunk(...).to_dict()``), on this worker's models."""
+        from saywho.longform.chunk import (
+            process_chunk,  # lazy: the HTTP process imports this module, runs no model
+        )
 
         return process_chunk(_samples(payload), payload["options"], manager=self.manager).to_dict()
 
@@ -189,6 +191,10 @@ class Worker:
 
     def job_chunk(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
         """One chunk of a background job -> ``ChunkResult.to_dict()``, with progress."""
+        from saywho.longform.chunk import (
+            process_chunk,  # lazy: the HTTP process imports this module, runs no model
+        )
+
         return process_chunk(payload["samples"], payload["options"], hook=_forward_hook(emit), manager=self.manager).to_dict()
 
     def job_fingerprint(self, payload: Mapping[str, Any], emit: Callable[[dict[str, Any]], None]) -> Any:
