@@ -94,17 +94,26 @@ def _keep_sentences_together(words: Sequence[Word], speakers: list[str]) -> list
         for i in sentence:
             talk[out[i]] = talk.get(out[i], 0.0) + max(words[i].end - words[i].start, 0.01)
         main = max(talk, key=lambda k: talk[k])
-        i = sentence.start
-        while i < sentence.stop:
-            j = i
-            while j + 1 < sentence.stop and out[j + 1] == out[i]:
-                j += 1
+        for run in speaker_runs(out, sentence):
+            i, j = run[0], run[-1]
             if out[i] != main:
                 n_words, seconds = j - i + 1, words[j].end - words[i].start
                 if n_words < MIN_RUN_WORDS or seconds < MIN_RUN_S:
-                    for k in range(i, j + 1):
+                    for k in run:
                         out[k] = main
-            i = j + 1
+    return out
+
+
+def speaker_runs(speakers: Sequence[str | None], span: range) -> list[range]:
+    """Index ranges of the runs of one speaker inside ``span`` (e.g. one sentence)."""
+    out = []
+    i = span.start
+    while i < span.stop:
+        j = i
+        while j + 1 < span.stop and speakers[j + 1] == speakers[i]:
+            j += 1
+        out.append(range(i, j + 1))
+        i = j + 1
     return out
 
 

@@ -19,6 +19,7 @@ meetings (a turn can hold overlapped speech, a run of words rarely does).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from saywho.diarization import embedding
-from saywho.diarization.assign import assign_speakers, sentences
+from saywho.diarization.assign import assign_speakers, sentences, speaker_runs
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -54,16 +55,8 @@ def speaker_words(
 
 def runs(words: Sequence[Word]) -> list[range]:
     """Index ranges of the runs of one speaker inside one sentence."""
-    out = []
-    for sentence in sentences(words):
-        i = sentence.start
-        while i < sentence.stop:
-            j = i
-            while j + 1 < sentence.stop and words[j + 1].speaker == words[i].speaker:
-                j += 1
-            out.append(range(i, j + 1))
-            i = j + 1
-    return out
+    speakers = [w.speaker for w in words]
+    return [run for sentence in sentences(words) for run in speaker_runs(speakers, sentence)]
 
 
 def _middle(start: float, end: float) -> tuple[float, float]:
@@ -85,7 +78,8 @@ def verified(
     labels = [k for k in diarization.fingerprints if k in diarization.speakers]
     if len(labels) < 2 or not words:
         return tuple(words)
-    checked = [r for r in runs(words) if words[r[-1]].end - words[r[0]].start >= MIN_RUN_S
+    all_runs = runs(words)
+    checked = [r for r in all_runs if words[r[-1]].end - words[r[0]].start >= MIN_RUN_S
                and words[r[0]].speaker in labels]
     if not checked:
         return tuple(words)
@@ -96,9 +90,7 @@ def verified(
     workers = max(1, min(4, (os.cpu_count() or 1) // torch.get_num_threads()))
     prints = embedding.embed(samples, spans, model=embedding.get_model(device), workers=workers)  # (runs, 192)
     out = list(words)
-    runs_of: dict[str | None, int] = {}
-    for r in runs(words):
-        runs_of[words[r[0]].speaker] = runs_of.get(words[r[0]].speaker, 0) + 1
+    runs_of = Counter(words[r[0]].speaker for r in all_runs)
     for r, fingerprint in zip(checked, prints, strict=True):
         if not fingerprint.any():
             continue
@@ -107,7 +99,7 @@ def verified(
         if best == current or runs_of[current] < 2:
             continue
         runs_of[current] -= 1
-        runs_of[best] = runs_of.get(best, 0) + 1
+        runs_of[best] += 1
         for i in r:
             out[i] = replace(out[i], speaker=best)
     return tuple(out)
