@@ -20,8 +20,10 @@ this machine as it is (note the load average printed). Measured per file:
 
 Policies, run one after the other on each file so both see the same load: ``la2``
 (LocalAgreement-2 only: a word is stable once two decodes agree; the commit decodes
-again) and ``fast`` (the default: confident words stable after one decode, a pause
-decoded at once and reused by the commit). Numbers are printed and written to
+again), ``fast30`` (the default with Whisper's 30 s window for partials too), ``fast``
+(the default: confident words stable after one decode, a pause decoded at once, short
+encoder context for partials) and ``pieces`` (``fast`` with the speaker step of before:
+each ~2 s piece of an utterance's words matched alone, no diarization of the utterance). Numbers are printed and written to
 docs/BENCHMARKS.md (section ``realtime``); nothing is asserted.
 """
 
@@ -58,6 +60,7 @@ POLICIES = {
     "la2": {"stable_probability": 2.0, "early_decode_ms": 10**9, "short_context": False},
     "fast30": {"short_context": False},
     "fast": {},
+    "pieces": {},  # the default policy with the speaker step of before (each ~2 s piece of words matched alone)
 }
 
 
@@ -81,8 +84,11 @@ class Profiled(LiveSession):
     def _speech_spans(self):
         return self._timed("vad", super()._speech_spans)
 
+    pieces = False
+
     def _speaker_segments(self, *args):
-        return self._timed("speakers", super()._speaker_segments, *args)
+        step = super()._piece_segments if self.pieces else super()._speaker_segments
+        return self._timed("speakers", step, *args)
 
 
 def offline_run(name: str, model: str):
@@ -101,6 +107,7 @@ def aligned_latencies(offline: list[tuple[str, float]], heard: list[tuple[str, f
 def run_file(name: str, model: str, policy: str, samples: np.ndarray, offline) -> dict:
     words = [(norm(w.text), w.end) for w in offline.words if norm(w.text)]
     session = Profiled(LiveOptions(model=model, identify=False, **POLICIES[policy]))
+    session.pieces = policy == "pieces"
     blocks = (samples[i: i + 1600] for i in range(0, len(samples), 1600))
     began = time.monotonic()
     word_latency, completed_latency, segments, max_lag, texts = [], [], [], 0.0, []

@@ -66,6 +66,19 @@ def test_online_speakers_join_start_and_name() -> None:
     assert len(speakers.summary()) == 2
 
 
+def test_a_voice_kept_apart_from_a_close_speaker_starts_its_own() -> None:
+    """Two voices of one utterance never share a running speaker, even when the second is
+    short and close enough to join the first's speaker on its own."""
+    rng = np.random.default_rng(1)
+    a, other = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 192)))
+    b = 0.6 * a + 0.8 * other  # cosine 0.6 with a: over JOIN_THRESHOLD
+    speakers = OnlineSpeakers()
+    first = speakers.assign(a, 3.0)
+    assert speakers.assign(b, 0.5) == first  # alone, it joins
+    assert speakers.assign(b, 0.5, apart={first}) == "Speaker_1"  # kept apart: its own speaker
+    assert speakers.assign(b, 2.0, apart={first}) == "Speaker_1"  # and later speech of it joins that one
+
+
 def test_pieces_cut_near_the_target_length_at_pauses() -> None:
     words = [Word(start=i * 0.4, end=i * 0.4 + 0.3, text=f" w{i}") for i in range(20)]  # 8 s
     pieces = _pieces(words, 2.0)
@@ -125,6 +138,50 @@ def test_live_labels_map_onto_final_speakers_by_shared_time() -> None:
     assert map_labels(live, final) == {"Speaker_0": "Speaker_1", "Speaker_1": "Speaker_0"}
     assert carried_names(live, final, {"Speaker_0": "Ada", "Speaker_2": "Bo"}) == {"Speaker_1": "Ada"}
     assert map_labels([], final) == {}
+
+
+def test_live_turns_hold_their_speakers_words_and_keep_wordless_speech() -> None:
+    from saywho.streaming.speakers import live_turns
+    from saywho.types import SpeakerTurn as T
+
+    words = [Word(0.1, 0.4, " So", 0.9), Word(0.5, 0.9, " I", 0.9), Word(1.0, 1.4, " think.", 0.9),
+             Word(2.1, 2.5, " Yes", 0.9), Word(2.6, 3.0, " right.", 0.9)]
+    # Speaker_1 holds 1.8-3.2 s; Speaker_0 holds the start, in two turns that touch, and a
+    # backchannel under Speaker_1 (overlap) that the ASR did not transcribe.
+    turns = [T(0.0, 0.95, "Speaker_0"), T(0.95, 1.5, "Speaker_0"), T(1.8, 3.2, "Speaker_1"), T(2.2, 2.6, "Speaker_0")]
+    exclusive = [T(0.0, 1.5, "Speaker_0"), T(1.8, 3.2, "Speaker_1")]
+    got = [(t.start, t.end, t.speaker, "".join(w.text for w in held)) for t, held in live_turns(turns, exclusive, words)]
+    assert got == [(0.0, 1.5, "Speaker_0", " So I think."), (1.8, 3.2, "Speaker_1", " Yes right."),
+                   (2.2, 2.6, "Speaker_0", "")]
+
+
+def test_each_utterance_is_diarized_and_its_speakers_keep_their_running_labels(monkeypatch) -> None:
+    """Two utterances of the same two voices: the second's local labels (swapped) map back
+    onto the labels the first one started; text goes with the turn that says it."""
+    from saywho.streaming import SpeakerSegment, engine
+    from saywho.types import Diarization
+    from saywho.types import SpeakerTurn as T
+
+    rng = np.random.default_rng(0)
+    a, b = (v / np.linalg.norm(v) for v in rng.normal(size=(2, 192)))
+    utterances = iter([
+        Diarization(4.0, (T(0.0, 2.0, "Speaker_0"), T(2.2, 4.0, "Speaker_1")),
+                    (T(0.0, 2.0, "Speaker_0"), T(2.2, 4.0, "Speaker_1")), ("Speaker_0", "Speaker_1"),
+                    {"Speaker_0": tuple(a), "Speaker_1": tuple(b)}),
+        Diarization(4.0, (T(0.0, 1.0, "Speaker_0"), T(1.2, 4.0, "Speaker_1")),
+                    (T(0.0, 1.0, "Speaker_0"), T(1.2, 4.0, "Speaker_1")), ("Speaker_0", "Speaker_1"),
+                    {"Speaker_0": tuple(b), "Speaker_1": tuple(a)}),
+    ])
+    monkeypatch.setattr(engine, "diarize", lambda audio: next(utterances))
+    session = engine.LiveSession(engine.LiveOptions(identify=False))
+    words = [Word(0.2, 0.8, " one", 0.9), Word(2.5, 3.0, " two", 0.9)]
+    audio = np.zeros(64000, dtype=np.float32)
+    first = [(e.speaker, e.text, e.start) for e in session._speaker_segments("item_a", audio, words, 10.0)
+             if isinstance(e, SpeakerSegment)]
+    second = [(e.speaker, e.text, e.start) for e in session._speaker_segments("item_b", audio, words, 20.0)
+              if isinstance(e, SpeakerSegment)]
+    assert first == [("Speaker_0", "one", 10.0), ("Speaker_1", "two", 12.2)]
+    assert second == [("Speaker_1", "one", 20.0), ("Speaker_0", "two", 21.2)]
 
 
 class _ScriptedSession:

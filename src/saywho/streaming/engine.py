@@ -26,9 +26,14 @@ How it decides, step by step (``LiveSession.feed``):
    ``early_decode_ms`` of silence the utterance is decoded at once; with ``short_context``
    off, that decode is the final one when the pause then ends it (it heard all the
    speech), so the commit does not wait for a second decode.
-5. **Speakers.** The utterance's words are grouped into pieces of about 2 s (cut at
-   pauses); each piece's CAM++ fingerprint goes to the closest running speaker or a new
-   one (``streaming/speakers.py``); adjacent pieces of one speaker form a ``SpeakerSegment``.
+5. **Speakers.** The committed utterance is diarized by the offline pipeline
+   (segmentation, fingerprints, clustering: the speakers inside it and their turns,
+   overlap included); each of its speakers joins the closest running speaker of the
+   session or starts a new one (``streaming/speakers.py``; two voices of one utterance
+   never join the same running speaker), and each turn becomes a
+   ``SpeakerSegment`` with the words said in it (a turn without words keeps empty text:
+   speech the ASR did not transcribe). Where the segmentation finds no speech in it, the
+   words are grouped into pieces of about 2 s and each piece's fingerprint is assigned.
 
 When the caller reports lag (audio waiting behind the engine) above
 ``max_partial_lag_s``, partial decodes are skipped until it catches up: deltas come
@@ -49,6 +54,8 @@ import numpy as np
 
 from saywho.asr import whisper as asr_stage
 from saywho.diarization import embedding
+from saywho.diarization.assign import speech_time
+from saywho.diarization.pipeline import diarize
 from saywho.pipeline import run_asr
 from saywho.streaming.events import (
     Committed,
@@ -59,7 +66,7 @@ from saywho.streaming.events import (
     SpeechStarted,
     SpeechStopped,
 )
-from saywho.streaming.speakers import OnlineSpeakers
+from saywho.streaming.speakers import SAME_VOICE, OnlineSpeakers, live_turns
 from saywho.types import SAMPLE_RATE, TranscribeOptions, Word
 
 if TYPE_CHECKING:
@@ -339,8 +346,36 @@ class LiveSession:
         return events
 
     def _speaker_segments(self, item: str, audio: np.ndarray, words: list[Word], t0: float) -> list[LiveEvent]:
+        """The utterance diarized offline (its speakers, turns, fingerprints), its speakers
+        mapped onto the session's running ones, one segment per mapped turn."""
         if not words:
             return []
+        found = diarize(audio)
+        talk = speech_time(found.exclusive)
+        mapping: dict[str, str] = {}
+        vectors: dict[str, np.ndarray] = {}
+        for local in sorted(found.speakers, key=lambda s: -talk.get(s, 0.0)):  # the most speech first
+            vector = np.asarray(found.fingerprints.get(local, ()), dtype=np.float32)
+            if not vector.size or np.linalg.norm(vector) == 0:
+                continue
+            vectors[local] = vector = vector / np.linalg.norm(vector)
+            apart = {mapping[o] for o in mapping if float(vectors[o] @ vector) < SAME_VOICE}
+            mapping[local] = self.speakers.assign(vector, talk.get(local, 0.0), apart=apart)
+        logger.debug("utterance %.2f-%.2f s: speech %s -> %s", t0, t0 + len(audio) / SAMPLE_RATE,
+                     {k: round(v, 2) for k, v in talk.items()}, mapping)
+        if not mapping:  # no speech the segmentation model trusts: the words' own fingerprints
+            return self._piece_segments(item, audio, words, t0)
+        fallback = next(iter(mapping.values()))
+        found = found.relabel({local: mapping.get(local, fallback) for local in found.speakers})
+        events: list[LiveEvent] = []
+        for turn, held in live_turns(found.turns, found.exclusive, words):
+            events.append(SpeakerSegment(
+                item, f"seg_{len(events)}", _join(held).strip(), turn.speaker, self.speakers.name_of(turn.speaker),
+                round(t0 + turn.start, 3), round(t0 + turn.end, 3)))
+        return events
+
+    def _piece_segments(self, item: str, audio: np.ndarray, words: list[Word], t0: float) -> list[LiveEvent]:
+        """Words grouped into pieces of about ``piece_s``, each piece's fingerprint assigned."""
         pieces = _pieces(words, self.options.piece_s)
         features = embedding.fbank(audio)  # (T, 80)
         centers = embedding.feature_frame_centers(len(features))  # (T,)

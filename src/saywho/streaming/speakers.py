@@ -1,6 +1,11 @@
 """Online speaker assignment: each new piece of speech joins the closest running speaker,
 or starts a new one when none is close enough; names come from the speaker library.
 
+The engine diarizes each committed utterance with the offline pipeline (its speakers,
+turns and one fingerprint per speaker); ``OnlineSpeakers.assign`` maps each of the
+utterance's speakers onto the session's running ones, and ``live_turns`` turns the
+mapped turns and the utterance's words into the segments a client sees.
+
 Memory is bounded: one running centroid per speaker (at most ``max_speakers``).
 """
 
@@ -12,17 +17,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from saywho.diarization.assign import assign_speakers
 from saywho.speakers.identify import IDENTIFY_THRESHOLD, similarity_matrix
+from saywho.types import SpeakerTurn, Word
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Collection, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 
-# Cosine similarity to a running speaker's centroid from which a piece joins it. CAM++
-# same-voice scores of 1-3 s pieces mostly lie above 0.45, different voices below 0.35
-# (speakers/identify.py's calibration notes: same voice 0.50 for 3 s snippets).
+# Cosine similarity to a running speaker's centroid from which a piece of speech joins
+# it. CAM++ same-voice scores of 1-3 s pieces mostly lie above 0.45, different voices
+# below 0.35 (speakers/identify.py's calibration notes: same voice 0.50 for 3 s snippets).
 JOIN_THRESHOLD = 0.45
+# Two speakers of one utterance (the offline diarization told them apart) whose
+# fingerprints are less alike than this are two voices: they never join the same running
+# speaker. More alike, they may be one voice the diarization split (same-voice utterance
+# fingerprints of the dev call score 0.74-0.88 against each other, its two voices
+# 0.42-0.47).
+SAME_VOICE = 0.6
 # Pieces with less speech than this never start a new speaker (too noisy to trust).
 MIN_NEW_SPEAKER_S = 1.5
 # Pieces with less speech than this do not move a speaker's centroid.
@@ -49,8 +62,12 @@ class OnlineSpeakers:
     max_speakers: int = 32
     _speakers: list[_Running] = field(default_factory=list)
 
-    def assign(self, fingerprint: np.ndarray, speech_s: float) -> str:
-        """The label for a piece of speech with this unit fingerprint (192,)."""
+    def assign(self, fingerprint: np.ndarray, speech_s: float, *, apart: Collection[str] = ()) -> str:
+        """The label for a piece of speech with this unit fingerprint (192,).
+
+        ``apart``: labels this speech is known not to be (another voice of the same
+        utterance took them). When the closest speaker is one of them, the speech joins
+        the closest other speaker at ``join_threshold`` or starts a new one, however short."""
         if not self._speakers:
             return self._new(fingerprint * max(speech_s, 1e-3), speech_s).label
         centroids = np.stack([s.centroid for s in self._speakers])  # (S, 192)
@@ -60,6 +77,11 @@ class OnlineSpeakers:
         weak = np.array([s.speech_s < MIN_UPDATE_S for s in self._speakers])
         scores = np.where(weak, np.maximum(scores, self.join_threshold), scores)
         best = int(np.argmax(scores))
+        if self._speakers[best].label in apart:
+            scores = np.where([s.label in apart for s in self._speakers], -np.inf, scores)
+            best = int(np.argmax(scores))
+            if scores[best] < self.join_threshold and len(self._speakers) < self.max_speakers:
+                return self._new(fingerprint * max(speech_s, 1e-3), speech_s).label
         if scores[best] >= self.join_threshold or speech_s < MIN_NEW_SPEAKER_S or \
                 len(self._speakers) >= self.max_speakers:
             target = self._speakers[best]
@@ -111,3 +133,31 @@ class OnlineSpeakers:
 
     def summary(self) -> list[dict[str, object]]:
         return [{"label": s.label, "name": s.name, "speech_s": round(s.speech_s, 2)} for s in self._speakers]
+
+
+def live_turns(
+    turns: Sequence[SpeakerTurn], exclusive: Sequence[SpeakerTurn], words: Sequence[Word]
+) -> list[tuple[SpeakerTurn, list[Word]]]:
+    """One utterance's mapped turns with the words each holds, in time order.
+
+    ``turns`` (overlap-aware) and ``exclusive`` carry the session's labels already; turns
+    of one label that touch are one. Each word gets its speaker from the exclusive turns
+    (sentences kept together, as offline) and goes to the turn of that speaker holding its
+    midpoint, else to the nearest one. A turn may hold no words (speech the ASR did not
+    transcribe, a backchannel under another voice): it is kept, with no words."""
+    merged: list[SpeakerTurn] = []
+    for t in sorted(turns, key=lambda t: (t.speaker, t.start)):
+        if merged and merged[-1].speaker == t.speaker and t.start <= merged[-1].end:
+            merged[-1] = SpeakerTurn(merged[-1].start, max(merged[-1].end, t.end), t.speaker)
+        else:
+            merged.append(t)
+    merged.sort(key=lambda t: (t.start, t.end))
+    held: list[list[Word]] = [[] for _ in merged]
+    for word in assign_speakers(words, exclusive):
+        own = [i for i, t in enumerate(merged) if t.speaker == word.speaker]
+        if not own:
+            continue
+        mid = (word.start + word.end) / 2
+        best = min(own, key=lambda i: max(merged[i].start - mid, mid - merged[i].end, 0.0))
+        held[best].append(word)
+    return list(zip(merged, held, strict=True))

@@ -70,6 +70,7 @@ function renameLiveLines() {
 }
 
 function addLiveSegment(e) {
+  if (!e.text) return; // speech without words (a backchannel under another voice): no line
   const label = e.speaker_label || e.speaker;
   const i = liveSpeaker(label);
   const s = live.speakers[i];
