@@ -174,3 +174,17 @@ def speech_time(turns: Iterable[SpeakerTurn]) -> dict[str, float]:
     for t in turns:
         totals[t.speaker] = totals.get(t.speaker, 0.0) + t.duration
     return totals
+
+
+def merge_turns(turns: Iterable[SpeakerTurn], gap_s: float = 1e-3) -> tuple[SpeakerTurn, ...]:
+    """Turns sorted by start, each speaker's touching or overlapping turns joined."""
+    out: list[SpeakerTurn] = []
+    last: dict[str, int] = {}
+    for t in sorted(turns, key=lambda t: (t.start, t.end, t.speaker)):
+        j = last.get(t.speaker)
+        if j is not None and t.start <= out[j].end + gap_s:
+            out[j] = SpeakerTurn(out[j].start, max(out[j].end, t.end), t.speaker)
+            continue
+        last[t.speaker] = len(out)
+        out.append(t)
+    return tuple(sorted(out, key=lambda t: (t.start, t.end, t.speaker)))

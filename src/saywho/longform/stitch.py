@@ -9,6 +9,7 @@ import numpy as np
 
 from saywho.asr.whisper import AsrResult
 from saywho.assemble import assemble, model_names
+from saywho.diarization.assign import merge_turns
 from saywho.diarization.chunk_clustering import GLOBAL_COSINE_THRESHOLD, cluster_local_speakers
 from saywho.types import (
     Diarization,
@@ -22,7 +23,7 @@ from saywho.types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
 
     from saywho.longform.plan import ChunkPlan
     from saywho.longform.result import ChunkResult
@@ -74,21 +75,6 @@ def global_speakers(
     return mappings, centroids
 
 
-
-def _merged(turns: Iterable[SpeakerTurn], gap_s: float = 1e-3) -> tuple[SpeakerTurn, ...]:
-    """Turns sorted by start, each speaker's touching or overlapping turns joined."""
-    out: list[SpeakerTurn] = []
-    last: dict[str, int] = {}
-    for t in sorted(turns, key=lambda t: (t.start, t.end, t.speaker)):
-        j = last.get(t.speaker)
-        if j is not None and t.start <= out[j].end + gap_s:
-            out[j] = SpeakerTurn(out[j].start, max(out[j].end, t.end), t.speaker)
-            continue
-        last[t.speaker] = len(out)
-        out.append(t)
-    return tuple(sorted(out, key=lambda t: (t.start, t.end, t.speaker)))
-
-
 def stitch(
     plan: ChunkPlan,
     results: Sequence[ChunkResult],
@@ -135,13 +121,13 @@ def stitch(
     diarization = None
     named = None  # the words with global names, when every chunk gave each word a speaker
     if options.diarize:
-        merged = _merged(turns)
+        merged = merge_turns(turns)
         order = list(dict.fromkeys(t.speaker for t in merged))
         names = {g: f"Speaker_{i}" for i, g in enumerate(order)}
         diarization = Diarization(
             duration=plan.duration,
             turns=tuple(SpeakerTurn(t.start, t.end, names[t.speaker]) for t in merged),
-            exclusive=tuple(SpeakerTurn(t.start, t.end, names[t.speaker]) for t in _merged(exclusive)
+            exclusive=tuple(SpeakerTurn(t.start, t.end, names[t.speaker]) for t in merge_turns(exclusive)
                             if t.speaker in names),
             speakers=tuple(names[g] for g in order),
             fingerprints={names[g]: tuple(float(v) for v in centroids[int(g)])

@@ -355,10 +355,10 @@ class LiveSession:
         mapping: dict[str, str] = {}
         vectors: dict[str, np.ndarray] = {}
         for local in sorted(found.speakers, key=lambda s: -talk.get(s, 0.0)):  # the most speech first
-            vector = np.asarray(found.fingerprints.get(local, ()), dtype=np.float32)
-            if not vector.size or np.linalg.norm(vector) == 0:
+            vector = np.asarray(found.fingerprints.get(local, ()), dtype=np.float32)  # unit norm
+            if not vector.any():
                 continue
-            vectors[local] = vector = vector / np.linalg.norm(vector)
+            vectors[local] = vector
             apart = {mapping[o] for o in mapping if float(vectors[o] @ vector) < SAME_VOICE}
             mapping[local] = self.speakers.assign(vector, talk.get(local, 0.0), apart=apart)
         logger.debug("utterance %.2f-%.2f s: speech %s -> %s", t0, t0 + len(audio) / SAMPLE_RATE,

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from saywho.diarization.assign import assign_speakers
+from saywho.diarization.assign import assign_speakers, merge_turns
 from saywho.speakers.identify import IDENTIFY_THRESHOLD, similarity_matrix
-from saywho.types import SpeakerTurn, Word
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
+
+    from saywho.types import SpeakerTurn, Word
 
 logger = logging.getLogger(__name__)
 
@@ -145,13 +146,7 @@ def live_turns(
     (sentences kept together, as offline) and goes to the turn of that speaker holding its
     midpoint, else to the nearest one. A turn may hold no words (speech the ASR did not
     transcribe, a backchannel under another voice): it is kept, with no words."""
-    merged: list[SpeakerTurn] = []
-    for t in sorted(turns, key=lambda t: (t.speaker, t.start)):
-        if merged and merged[-1].speaker == t.speaker and t.start <= merged[-1].end:
-            merged[-1] = SpeakerTurn(merged[-1].start, max(merged[-1].end, t.end), t.speaker)
-        else:
-            merged.append(t)
-    merged.sort(key=lambda t: (t.start, t.end))
+    merged = merge_turns(turns)
     held: list[list[Word]] = [[] for _ in merged]
     for word in assign_speakers(words, exclusive):
         own = [i for i, t in enumerate(merged) if t.speaker == word.speaker]
