@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from saywho.asr import whisper as asr_stage
+from saywho.asr.loops import clean_prompt, looped, unlooped
 from saywho.diarization import embedding
 from saywho.diarization.assign import speech_time
 from saywho.diarization.pipeline import diarize
@@ -265,16 +266,32 @@ class LiveSession:
     def _new_id() -> str:
         return f"item_{uuid.uuid4().hex[:20]}"
 
-    def _asr_options(self, *, short: bool = False) -> TranscribeOptions:
+    def _asr_options(self, *, short: bool = False, prompt: bool = True) -> TranscribeOptions:
         o = self.options
         return TranscribeOptions(model=o.model, language=o.language, diarize=False, vad_filter=False,
-                                 condition_on_previous_text=False, initial_prompt=self._context[-400:] or None,
+                                 condition_on_previous_text=False,
+                                 initial_prompt=(clean_prompt(self._context) if prompt else "") or None,
                                  cpu_threads=o.cpu_threads, identify=False, short_context=short and o.short_context)
 
-    def _decode(self, audio: np.ndarray, *, short: bool = False) -> list[Word]:
+    def _decode(self, audio: np.ndarray, *, short: bool = False, prompt: bool = True) -> list[Word]:
         """Words of ``audio``; ``short``: with the short encoder context (partials while the
-        speech goes on), else Whisper's 30 s window (the decode that becomes the final text)."""
-        return list(run_asr(audio, self._asr_options(short=short), manager=self.manager).words)
+        speech goes on), else Whisper's 30 s window (the decode that becomes the final text);
+        ``prompt``: with the session's previous text as the prompt."""
+        return list(run_asr(audio, self._asr_options(short=short, prompt=prompt), manager=self.manager).words)
+
+    def _final_decode(self, audio: np.ndarray) -> list[Word]:
+        """The committed utterance's words. A decode that loops (``asr.loops``) is done again
+        without the prompt, which is what usually starts a loop; if that loops as well, its
+        repeated runs are cut to two copies."""
+        duration = len(audio) / SAMPLE_RATE
+        words = self._decode(audio)
+        if looped(words, duration):
+            logger.debug("final decode of %.1f s looped (%d words); decoding again without the prompt",
+                         duration, len(words))
+            words = self._decode(audio, prompt=False)
+            if looped(words, duration):
+                words = unlooped(words)
+        return words
 
     def _partial(self, start: int, lag_s: float, speech_end: int) -> list[LiveEvent]:
         o = self.options
@@ -288,6 +305,8 @@ class LiveSession:
         began = time.monotonic()
         hyp = self._decode(self._audio[start:], short=True)
         self._decode_s = time.monotonic() - began
+        if looped(hyp, (len(self._audio) - start) / SAMPLE_RATE):  # never sent as stable words
+            hyp = unlooped(hyp)
         agreed = 0
         for a, b in zip(self._last_hyp, hyp, strict=False):
             if _norm(a.text) != _norm(b.text):
@@ -326,7 +345,7 @@ class LiveSession:
         if heard:
             words = list(self._last_hyp)
         else:
-            words = self._decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
+            words = self._final_decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
         if speech_end is not None:
             words = [w for w in words if w.start < (speech_end - start) / SAMPLE_RATE]
         stable_n = len(self._stable)
