@@ -49,7 +49,7 @@ demo: install
 	@$(BIN)/saywho transcribe samples/meeting.flac
 
 # The type checker covers the ground types and the pipeline's stages (pyproject.toml).
-TYPED := src/saywho/types.py src/saywho/pipeline.py src/saywho/progress.py src/saywho/serialize.py \
+TYPED := src/saywho/asr/loops.py src/saywho/types.py src/saywho/pipeline.py src/saywho/progress.py src/saywho/serialize.py \
 	src/saywho/runtime.py src/saywho/diarization src/saywho/asr/quiet.py
 
 test: install system-deps axe lint typecheck
