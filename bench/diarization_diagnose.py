@@ -15,6 +15,14 @@ For each dev clip (and the simulated meetings of ``bench/simulate_meetings.py`` 
 - ``orcl-both``: reference segmentation and oracle clustering -> the floor of the
   piece/block reconstruction itself.
 
+Then the **count floor**: at every frame, how many speakers the segmentation says talk
+(the windows' mean local count, as reconstruction counts them) against how many the
+reference has. A frame with k speakers too few or too many costs k missed or false
+speaker-frames whatever the clustering does, so the summed difference over the reference
+speech is a lower bound on miss + false alarm for any labelling of this segmentation.
+It is shown for the pipeline's rule and for other ways to read the count from the same
+model outputs (rounding, a lower overlap cut, the mean of soft counts).
+
 Segmentation and embeddings are cached (``bench/diarcache.py``).
 """
 
@@ -88,6 +96,50 @@ def run(clip, diarization, *, oracle_seg: bool, oracle_clu: bool, count=None):
     return list(d.turns), len(d.speakers)
 
 
+def count_floor(clip, diarization) -> dict[str, tuple[float, float, float]]:
+    """{rule: (sum |ref - hyp|, missed, false) speaker-frames} and the reference's
+    speaker-frames under "ref", over the clip's UEM (see the module docstring)."""
+    from saywho.diarization import segmentation
+    from saywho.diarization.frames import frame_counts, heard_when_raised
+
+    audio = diarization._normalized(clip.audio)
+    starts, log_probs = segmentation.segment_log_probs(audio, step_s=diarization.STEP_S)
+    timing = segmentation.frame_timing()
+    hard = segmentation.binarize(log_probs, diarization.SEGMENTATION_ONSET)  # (W, F, 3)
+    probs = np.exp(log_probs)
+    soft = probs[..., 1:4].sum(-1) + 2 * probs[..., 4:7].sum(-1)  # expected local count
+    num_windows, num_frames = hard.shape[:2]
+    duration = len(audio) / 16_000
+    total = max(1, int(np.ceil((duration - timing.start - timing.duration / 2) / timing.step)) + 1)
+    offsets = np.rint(starts / timing.step).astype(np.int64)
+    span = max(total, int(offsets[-1]) + num_frames)
+    sums, soft_sums, cover = np.zeros(span), np.zeros(span), np.zeros(span)
+    for c in range(num_windows):
+        window = slice(offsets[c], offsets[c] + num_frames)
+        sums[window] += hard[c].sum(-1)
+        soft_sums[window] += soft[c]
+        cover[window] += 1
+    mean, soft_mean = (x[:total] / np.maximum(cover[:total], 1) for x in (sums, soft_sums))
+    raised = segmentation.window_gains(audio, starts) >= diarization.RAISED_WINDOW_GAIN
+    rules = {
+        "pipeline": heard_when_raised(frame_counts(mean, diarization.SPEECH_COUNT_AT, diarization.OVERLAP_COUNT_AT),
+                                      hard, offsets, raised),
+        "round": frame_counts(mean, 0.5, 0.5),
+        "overlap 0.1": frame_counts(mean, 0.5, 0.1),
+        "soft": frame_counts(soft_mean, 0.5, 0.3),
+    }
+    centers = timing.center(np.arange(total))
+    ref = np.zeros(total)
+    for a, b, _ in clip.reference:
+        ref += (centers >= a) & (centers < b)
+    scored = (centers >= clip.uem[0]) & (centers < clip.uem[1])
+    out = {"ref": (float(ref[scored].sum()), 0.0, 0.0)}
+    for name, hyp in rules.items():
+        d = (hyp - ref)[scored]
+        out[name] = (float(np.abs(d).sum()), float(np.maximum(-d, 0).sum()), float(np.maximum(d, 0).sum()))
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", type=Path, default=None, help="also the simulated meetings in DIR")
@@ -122,6 +174,20 @@ def main(argv=None) -> int:
             f"  FA {sum(c['false alarm'] for c in comps[m]) / t:6.1%}"
             f"  conf {sum(c['confusion'] for c in comps[m]) / t:6.1%}"
         )
+    print("\ncount floor: |speakers the segmentation counts - reference speakers|, summed over frames,")
+    print("over the reference speech (a lower bound on miss + FA for any clustering)")
+    floors = [count_floor(clip, diarization) for clip in clips]
+    rules = [r for r in floors[0] if r != "ref"]
+    print(f"{'file':<12} " + " ".join(f"{r:>12}" for r in rules))
+    for clip, f in zip(clips, floors, strict=True):
+        print(f"{clip.uri:<12} " + " ".join(f"{f[r][0] / max(f['ref'][0], 1):>12.1%}" for r in rules))
+    for label, sel in (("pooled dev", [f for c, f in zip(clips, floors, strict=True) if c.uri in diarcache.DEV_URIS]),
+                       ("pooled sim", [f for c, f in zip(clips, floors, strict=True) if c.uri not in diarcache.DEV_URIS])):
+        if sel:
+            ref = sum(f["ref"][0] for f in sel)
+            print(f"{label:<12} " + " ".join(f"{sum(f[r][0] for f in sel) / ref:>12.1%}" for r in rules))
+            print(f"{'  miss / FA':<12} " + " ".join(
+                f"{sum(f[r][1] for f in sel) / ref:>5.1%} /{sum(f[r][2] for f in sel) / ref:>5.1%}" for r in rules))
     return 0
 
 
