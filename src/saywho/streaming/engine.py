@@ -20,8 +20,9 @@ How it decides, step by step (``LiveSession.feed``):
    does (the words Whisper revises are the last ones, cut by the end of the audio), or
    before the end of speech once VAD hears a pause.
 4. **Final decode** of the committed utterance (the previous utterances' text as the
-   prompt, Whisper's full 30 s window); its words beyond the stable prefix are the last
-   delta; ``Completed`` holds the whole text. Partials use a short encoder context
+   prompt, its repeated runs cut to one copy; Whisper's full 30 s window; a decode that
+   loops is redone without the prompt: ``asr/loops.py``); its words beyond the stable
+   prefix are the last delta; ``Completed`` holds the whole text. Partials use a short encoder context
    (``short_context``: the utterance plus 2 s), about a third of the decode time. After
    ``early_decode_ms`` of silence the utterance is decoded at once; with ``short_context``
    off, that decode is the final one when the pause then ends it (it heard all the
