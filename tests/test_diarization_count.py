@@ -125,15 +125,21 @@ def dev_runs():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="goal not reached: trn00/trn06/trn08 undercounted (see bench/diarization_loo.py)", strict=False)
 def test_dev_count_is_close(dev_runs):
-    diarcache, runs = dev_runs
+    _, runs = dev_runs
     counts = [(len(free.speakers), clip.num_speakers()) for clip, free, _ in runs]
-    # The goal (issue): exact on >= 5 of 7, never off by more than 1.
+    # The goal (issue 13): exact on >= 5 of 7, never off by more than 1.
     assert all(abs(a - b) <= 1 for a, b in counts), counts
     assert sum(a == b for a, b in counts) >= 5, counts
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="goal not reached: the segmentation's speaker count alone costs 15.2 % "
+                   "(bench/diarization_diagnose.py, count floor)", strict=False)
+def test_dev_der_meets_the_goal(dev_runs):
+    diarcache, runs = dev_runs
     pooled = diarcache.pooled([diarcache.der_components(clip, free.turns) for clip, free, _ in runs])
-    assert pooled <= 0.15, pooled  # 29.4 % now
+    assert pooled <= 0.15, pooled  # 23.3 % now
 
 
 @pytest.mark.slow
