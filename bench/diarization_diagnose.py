@@ -100,7 +100,7 @@ def count_floor(clip, diarization) -> dict[str, tuple[float, float, float]]:
     """{rule: (sum |ref - hyp|, missed, false) speaker-frames} and the reference's
     speaker-frames under "ref", over the clip's UEM (see the module docstring)."""
     from saywho.diarization import segmentation
-    from saywho.diarization.frames import frame_counts, heard_when_raised
+    from saywho.diarization.frames import frame_counts, heard_when_raised, window_mean
 
     audio = diarization._normalized(clip.audio)
     starts, log_probs = segmentation.segment_log_probs(audio, step_s=diarization.STEP_S)
@@ -108,18 +108,12 @@ def count_floor(clip, diarization) -> dict[str, tuple[float, float, float]]:
     hard = segmentation.binarize(log_probs, diarization.SEGMENTATION_ONSET)  # (W, F, 3)
     probs = np.exp(log_probs)
     soft = probs[..., 1:4].sum(-1) + 2 * probs[..., 4:7].sum(-1)  # expected local count
-    num_windows, num_frames = hard.shape[:2]
     duration = len(audio) / 16_000
     total = max(1, int(np.ceil((duration - timing.start - timing.duration / 2) / timing.step)) + 1)
     offsets = np.rint(starts / timing.step).astype(np.int64)
-    span = max(total, int(offsets[-1]) + num_frames)
-    sums, soft_sums, cover = np.zeros(span), np.zeros(span), np.zeros(span)
-    for c in range(num_windows):
-        window = slice(offsets[c], offsets[c] + num_frames)
-        sums[window] += hard[c].sum(-1)
-        soft_sums[window] += soft[c]
-        cover[window] += 1
-    mean, soft_mean = (x[:total] / np.maximum(cover[:total], 1) for x in (sums, soft_sums))
+    # frames past the last window (if any) count no speakers, as in reconstruction's turns
+    mean, soft_mean = (np.pad(m, (0, total - len(m))) for m in (window_mean(hard.sum(-1), offsets, total),
+                                                             window_mean(soft, offsets, total)))
     raised = segmentation.window_gains(audio, starts) >= diarization.RAISED_WINDOW_GAIN
     rules = {
         "pipeline": heard_when_raised(frame_counts(mean, diarization.SPEECH_COUNT_AT, diarization.OVERLAP_COUNT_AT),

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 
 from faster_whisper.transcribe import get_compression_ratio
 
+from saywho.asr.whisper import LOOP_COMPRESSION_RATIO
+
 if TYPE_CHECKING:
     from saywho.types import Word
 
-# faster-whisper's own threshold (compression_ratio_threshold).
-MAX_COMPRESSION_RATIO = 2.4
 # A unit of at most MAX_UNIT words said this many times in a row is a loop; people do
 # say "no, no, no, no" (four), rarely five times.
 MIN_REPEATS = 5
@@ -84,7 +84,7 @@ def looped(words: list[Word] | tuple[Word, ...], duration_s: float) -> bool:
         return False
     if len(words) > MAX_WORDS_PER_S * duration_s + SPARE_WORDS:
         return True
-    if get_compression_ratio(text) > MAX_COMPRESSION_RATIO:
+    if get_compression_ratio(text) > LOOP_COMPRESSION_RATIO:
         return True
     return any(copies >= MIN_REPEATS for _, _, copies in _runs([_key(w.text) for w in words]))
 

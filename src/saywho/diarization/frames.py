@@ -135,6 +135,20 @@ def heard_when_raised(count: np.ndarray, activity: np.ndarray, offsets: np.ndarr
     return np.where(quiet, 1, count)
 
 
+def window_mean(values: np.ndarray, offsets: np.ndarray, total_frames: int) -> np.ndarray:
+    """At every frame of the recording, the mean of ``values`` ((num_windows, num_frames):
+    one value per frame of each window, e.g. its number of active local speakers) over the
+    windows that cover it; ``offsets`` is each window's first frame. At most
+    ``total_frames`` long."""
+    num_windows, num_frames = values.shape
+    span = int(offsets[-1]) + num_frames
+    sums, coverage = np.zeros(span), np.zeros(span)
+    for c in range(num_windows):
+        sums[offsets[c] : offsets[c] + num_frames] += values[c]
+        coverage[offsets[c] : offsets[c] + num_frames] += 1
+    return sums[:total_frames] / np.maximum(coverage[:total_frames], 1)
+
+
 def frame_counts(mean_count: np.ndarray, speech_at: float, overlap_at: float) -> np.ndarray:
     """Speakers at each frame from the mean of the windows' local counts: speech where the
     mean exceeds ``speech_at``, a k-th speaker where it reaches ``k - 1 + overlap_at``."""

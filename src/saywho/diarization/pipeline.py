@@ -31,6 +31,7 @@ from saywho.diarization.frames import heard_when_raised as _heard_when_raised
 from saywho.diarization.frames import spread_labels as _spread_labels
 from saywho.diarization.frames import top_speakers as _top_speakers
 from saywho.diarization.frames import turns as _turns
+from saywho.diarization.frames import window_mean as _window_mean
 from saywho.errors import InvalidOptionError
 from saywho.types import (
     SAMPLE_RATE,
@@ -373,12 +374,8 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
     total_frames = max(1, int(np.ceil((duration - timing.start - timing.duration / 2) / timing.step)) + 1)
     span = int(offsets[-1]) + num_frames
     scores = np.zeros((span, num_speakers))  # summed global activity
-    local_count = np.zeros(span)  # summed number of active local speakers
-    coverage = np.zeros(span)  # windows seeing each frame
     for c in range(num_windows):
         window = slice(offsets[c], offsets[c] + num_frames)
-        coverage[window] += 1
-        local_count[window] += activity[c].sum(axis=1)
         for s in range(num_local):
             frame_labels = _frame_labels(block_labels[c, s], activity[c, :, s], frame_block)  # (num_frames,)
             # A window piece's label fills gaps only: its weight is too small to outrank
@@ -386,8 +383,8 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
             weight = WINDOW_PIECE_WEIGHT if window_only[c, s] else 1.0
             for k in np.unique(frame_labels[frame_labels >= 0]):
                 scores[window, k] += weight * activity[c, :, s] * (frame_labels == k)
-    scores, local_count, coverage = scores[:total_frames], local_count[:total_frames], coverage[:total_frames]
-    mean_count = local_count / np.maximum(coverage, 1)
+    scores = scores[:total_frames]
+    mean_count = _window_mean(activity.sum(axis=2), offsets, total_frames)  # active local speakers
     count_per_frame = _frame_counts(mean_count, SPEECH_COUNT_AT, OVERLAP_COUNT_AT)  # (total_frames,)
     # A quiet voice is heard by the windows raised to hear it: see frames.heard_when_raised.
     count_per_frame = _heard_when_raised(count_per_frame, activity, offsets, p.gains >= RAISED_WINDOW_GAIN)
