@@ -2,9 +2,12 @@
 clustering settings (and the overlap count threshold) and its leave-one-file-out table; optionally hints and the
 simulated meetings.
 
-    PYTHONPATH=src .venv/bin/python bench/diarization_loo.py [--sim /tmp/simmeet] [--no-sweep]
+    PYTHONPATH=src .venv/bin/python bench/diarization_loo.py [--sim /tmp/simmeet] [--heldout /tmp/simheld] [--no-sweep]
 
-(build the meetings first: ``bench/simulate_meetings.py --out /tmp/simmeet``).
+(build the meetings first: ``bench/simulate_meetings.py --out /tmp/simmeet`` and, for
+meetings no setting was chosen on, ``--out /tmp/simheld --sizes 3 5 7 9 10 --seeds 5 6``).
+Each set is also scored without the merge of stray speakers (``STRAY_SPEECH_S`` = 0),
+the step added last, as a before/after line.
 
 DER: pyannote.metrics, no collar, overlap scored, over each clip's UEM (0-30 s).
 ``defaults`` is the module's settings as committed. The sweep varies the segmentation
@@ -26,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import diarcache
 
 KNOBS = ("SEGMENTATION_ONSET", "OVERLAP_COUNT_AT", "CLUSTERING_METHOD", "MIN_CLUSTERING_SPEECH_S",
-         "MIN_SPEAKER_SPEECH_S", "COSINE_THRESHOLD")
+         "MIN_SPEAKER_SPEECH_S", "COSINE_THRESHOLD", "STRAY_SPEECH_S")
+# The last step added (pipeline.STRAY_SPEECH_S): reported before/after, not swept.
+WITHOUT_STRAYS = {"STRAY_SPEECH_S": 0.0}
 GRID = {
     "SEGMENTATION_ONSET": (None,),
     "OVERLAP_COUNT_AT": (0.2, 0.3, 0.5),
@@ -84,14 +89,33 @@ def table(title, clips, rows):
             f"{clip.uri:<10} {clip.num_speakers():3d} {k:3d} {c['diarization error rate']:6.1%} "
             f"{c['missed detection'] / t:6.1%} {c['false alarm'] / t:6.1%} {c['confusion'] / t:6.1%}"
         )
+    print(summary(clips, rows))
+
+
+def summary(clips, rows) -> str:
     exact = sum(k == clip.num_speakers() for clip, (_, k, _) in zip(clips, rows, strict=True))
     worst = max(abs(k - clip.num_speakers()) for clip, (_, k, _) in zip(clips, rows, strict=True))
-    print(f"pooled DER {diarcache.pooled([r[0] for r in rows]):.1%}; count exact on {exact}/{len(clips)}, worst off by {worst}")
+    mean = sum(abs(k - clip.num_speakers()) for clip, (_, k, _) in zip(clips, rows, strict=True)) / len(clips)
+    return (f"pooled DER {diarcache.pooled([r[0] for r in rows]):.1%}; count exact on {exact}/{len(clips)}, "
+            f"worst off by {worst}, mean absolute count error {mean:.2f}")
+
+
+def meetings(r: Runner, title: str, sim: list) -> None:
+    """The defaults' table for simulated meetings, per size, and the before line."""
+    rows = [r.run(c, r.defaults) for c in sim]
+    table(title, sim, rows)
+    for n in sorted({c.num_speakers() for c in sim}):
+        sel = [(c, x) for c, x in zip(sim, rows, strict=True) if c.num_speakers() == n]
+        print(f"  {n} speakers: DER {diarcache.pooled([x[0] for _, x in sel]):.1%}, counts {[x[1] for _, x in sel]}")
+    before = [r.run(c, r.defaults | WITHOUT_STRAYS) for c in sim]
+    print(f"without the merge of stray speakers: {summary(sim, before)}; counts {[x[1] for x in before]}")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sim", type=Path, default=None, help="simulated meetings directory")
+    parser.add_argument("--heldout", type=Path, default=None,
+                        help="simulated meetings no setting was chosen on (other sizes and seeds)")
     parser.add_argument("--no-sweep", action="store_true", help="skip the sweep and the LOO table")
     parser.add_argument("--write-docs", action="store_true", help="also write the output into docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
@@ -116,6 +140,7 @@ def main(argv=None) -> int:
     print("defaults:", cfg)
     rows = [r.run(c, cfg) for c in clips]
     table("dev, no count given", clips, rows)
+    print(f"without the merge of stray speakers: {summary(clips, [r.run(c, cfg | WITHOUT_STRAYS) for c in clips])}")
     hinted = [r.run(c, cfg, SpeakerCount(num=c.num_speakers())) for c in clips]
     table("dev, num_speakers = true count", clips, hinted)
     ok = sum(len([s for s, v in sp.items() if v >= 0.5]) == c.num_speakers() for c, (_, _, sp) in zip(clips, hinted, strict=True))
@@ -149,17 +174,12 @@ def main(argv=None) -> int:
     if args.sim is not None:
         import simulate_meetings
 
-        sim = simulate_meetings.load(args.sim)
-        rows = [r.run(c, cfg) for c in sim]
-        table("simulated meetings, no count given", sim, rows)
-        sizes = sorted({c.num_speakers() for c in sim})
-        errs = []
-        for n in sizes:
-            sel = [(c, x) for c, x in zip(sim, rows, strict=True) if c.num_speakers() == n]
-            e = [abs(x[1] - n) for _, x in sel]
-            errs += e
-            print(f"  {n} speakers: DER {diarcache.pooled([x[0] for _, x in sel]):.1%}, counts {[x[1] for _, x in sel]}")
-        print(f"mean absolute count error: {sum(errs) / len(errs):.2f}")
+        meetings(r, "simulated meetings, no count given", simulate_meetings.load(args.sim))
+    if args.heldout is not None:
+        import simulate_meetings
+
+        meetings(r, "held-out simulated meetings (no setting chosen on them), no count given",
+                 simulate_meetings.load(args.heldout))
     return 0
 
 
@@ -176,7 +196,8 @@ def _write_docs(output: str, argv: list[str]) -> None:
     command = "PYTHONPATH=src .venv/bin/python bench/diarization_loo.py " + " ".join(argv)
     section = (f"{begin}\n## Diarization on the dev set: per file, hints, leave-one-file-out, simulated meetings\n\n"
                f"- Command: `{command.strip()}` (meetings built first with "
-               f"`PYTHONPATH=src .venv/bin/python bench/simulate_meetings.py --out /tmp/simmeet`)\n"
+               f"`PYTHONPATH=src .venv/bin/python bench/simulate_meetings.py --out /tmp/simmeet` and "
+               f"`... --out /tmp/simheld --sizes 3 5 7 9 10 --seeds 5 6`)\n"
                f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; git commit {commit}; "
                f"{os.cpu_count()} cores\n"
                "- DER: pyannote.metrics, no collar, overlapping speech scored, over each clip's UEM. "

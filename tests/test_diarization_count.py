@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from saywho.diarization import clustering, segmentation
+from saywho.diarization import clustering, segmentation, voices
 from saywho.types import SpeakerCount
 
 diarization = importlib.import_module("saywho.diarization.pipeline")
@@ -86,6 +86,42 @@ def test_a_hinted_speaker_with_a_few_strong_frames_still_gets_its_minimum():
     speaking, exclusive = diarization._force_speech(scores, speaking, exclusive, count, 0.017, 0.5)
     assert exclusive[:, 1].sum() * 0.017 >= 0.5  # grown around its strongest frames
     assert exclusive[100:105, 1].all() and np.all(exclusive.sum(axis=1) == 1)
+
+
+def _unit_voices(similarities):
+    """Unit vectors whose dot products with the first are ``similarities``."""
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(192, len(similarities) + 1)))[0].T
+    out = [basis[0]]
+    for i, s in enumerate(similarities, start=1):
+        out.append(s * basis[0] + np.sqrt(1 - s * s) * basis[i])
+    return np.array(out)
+
+
+def test_a_short_stray_of_a_voice_joins_it():
+    """A speaker with little speech that sounds like another (a split-off piece of
+    that voice) is merged into it; a short but distinct voice stays its own speaker."""
+    v = _unit_voices([0.55, 0.1])  # speaker 1 like speaker 0, speaker 2 unlike it
+    into = voices.merge_strays(np.array([12.0, 1.2, 1.2]), v, max_speech_s=2.0, min_similarity=0.4)
+    assert into.tolist() == [0, 0, 2]
+    # The same voice with plenty of speech is not a stray: nothing merged.
+    assert voices.merge_strays(np.array([12.0, 6.0, 1.2]), v, max_speech_s=2.0, min_similarity=0.4) is None
+
+
+def test_strays_chain_and_never_empty_the_recording():
+    v = _unit_voices([0.6, 0.6])
+    v[2] = (v[1] + 0.2 * v[2]) / np.linalg.norm(v[1] + 0.2 * v[2])  # 2 is most like 1
+    into = voices.merge_strays(np.array([5.0, 1.5, 0.8]), v, max_speech_s=2.0, min_similarity=0.4)
+    assert into.tolist() == [0, 0, 0]  # 2 joins 1, then 1 (with 2) joins 0
+    # One short speaker alone, or speakers without speech, are left as they are.
+    assert voices.merge_strays(np.array([1.0, 0.0]), _unit_voices([0.9]), max_speech_s=2.0, min_similarity=0.4) is None
+
+
+def test_speaker_voices_weight_pieces_by_clean_speech():
+    fingerprints = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    found = voices.speaker_voices(fingerprints, np.array([3.0, 1.0, 0.0]), np.array([0, 0, 1]), 3)
+    assert np.allclose(found[0], np.array([3.0, 1.0]) / np.sqrt(10))
+    assert np.allclose(found[1], [0.0, 1.0]) and np.allclose(found[2], 0.0)  # speaker 2 has no piece
 
 
 def test_soft_onset_binarization():
