@@ -171,15 +171,12 @@ def main(argv=None) -> int:
                 print(f"{clip.uri:<10} {clip.num_speakers():3d} {k:3d} {c['diarization error rate']:6.1%}  {g}")
             print(f"LOO pooled DER ({method}): {diarcache.pooled([x[0][0] for x in loo]):.1%}")
 
-    if args.sim is not None:
-        import simulate_meetings
+    import simulate_meetings
 
-        meetings(r, "simulated meetings, no count given", simulate_meetings.load(args.sim))
-    if args.heldout is not None:
-        import simulate_meetings
-
-        meetings(r, "held-out simulated meetings (no setting chosen on them), no count given",
-                 simulate_meetings.load(args.heldout))
+    for title, folder in (("simulated meetings, no count given", args.sim),
+                          ("held-out simulated meetings (no setting chosen on them), no count given", args.heldout)):
+        if folder is not None:
+            meetings(r, title, simulate_meetings.load(folder))
     return 0
 
 

@@ -399,6 +399,7 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
     # A quiet voice is heard by the windows raised to hear it: see frames.heard_when_raised.
     count_per_frame = _heard_when_raised(count_per_frame, activity, offsets, p.gains >= RAISED_WINDOW_GAIN)
     speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))  # (total_frames, num_speakers)
+    voices = speaker_voices(p.fingerprints, p.speech_s, piece_labels, num_speakers)  # (num_speakers, 192)
     if _wanted(count) is None:
         # A speaker left with less speech than a speaker needs (a cluster that won few
         # frames) is no speaker: its frames go to the next most active ones.
@@ -406,11 +407,11 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
         if faint.any() and not faint.all():
             scores = np.where(faint[None, :], 0.0, scores)
             speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))
-        merged = merge_strays(speaking.sum(axis=0) * timing.step,
-                              speaker_voices(p.fingerprints, p.speech_s, piece_labels, num_speakers),
+        merged = merge_strays(speaking.sum(axis=0) * timing.step, voices,
                               max_speech_s=STRAY_SPEECH_S, min_similarity=STRAY_SIMILARITY)
         if merged is not None:
             piece_labels = merged[piece_labels]
+            voices = speaker_voices(p.fingerprints, p.speech_s, piece_labels, num_speakers)
             scores = np.stack([scores[:, merged == k].sum(axis=1) for k in range(num_speakers)], axis=1)
             speaking = _top_speakers(scores, np.minimum(count_per_frame, num_speakers))
     exclusive = _top_speakers(scores, np.minimum(count_per_frame, 1))  # (total_frames, num_speakers)
@@ -425,7 +426,6 @@ def _reconstruct(p: _Pieces, piece_labels: np.ndarray, num_speakers: int, count:
         return _empty(duration)
     order = list(dict.fromkeys(k for _, _, k in sorted(turns)))
     names = {k: f"Speaker_{i}" for i, k in enumerate(order)}
-    voices = speaker_voices(p.fingerprints, p.speech_s, piece_labels, num_speakers)
     fingerprint_of = {names[k]: tuple(float(v) for v in voices[k]) for k in order}
     return Diarization(
         duration=duration,
