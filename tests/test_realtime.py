@@ -115,11 +115,10 @@ def _asr_dev() -> tuple[list[Path], list[str]]:
 def test_live_wer_within_3_points_of_offline(server: RunningServer) -> None:
     """The dev set's ASR recordings (with reference text) streamed one after the other, 1 s
     apart, through the openai client in 100 ms chunks at real-time speed: the completed
-    items' WER against the references, next to the offline transcripts' WER.
-
-    The issue's goal is within 3 points; measured here it is 5-8 points worse (short
-    utterances decoded alone: JFK's pauses), so this asserts within 8 points and the gap
-    is listed as open in docs/realtime.md."""
+    items' WER against the references, next to the offline transcripts' WER: within 3
+    points (measured: 5.1 % live, 3.0 % offline). Utterances longer than 15 s are cut
+    where the speech is quietest (a cut at the decode's word times split "mortals"), and
+    a last word Whisper guesses in the pause (" and" at 0.02) is dropped."""
     from scipy.signal import resample_poly
 
     from saywho.audio.decode import load_audio
@@ -138,7 +137,7 @@ def test_live_wer_within_3_points_of_offline(server: RunningServer) -> None:
     print(f"WER live {live_wer:.3f} offline {offline_wer:.3f}")
     errors = [e for e in events if e.type == "error" and e.error.code != "input_audio_buffer_commit_empty"]
     assert not errors, errors
-    assert live_wer <= offline_wer + 0.08, (live, offline)
+    assert live_wer <= offline_wer + 0.03, (live, offline)
 
 
 async def _raw(server: RunningServer, *, key: str | None = API_KEY):

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from saywho.streaming.engine import _pieces
 from saywho.streaming.resample import StreamResampler, pcm16_to_float
 from saywho.streaming.sources import paced, pcm_blocks
 from saywho.streaming.speakers import OnlineSpeakers
+from saywho.streaming.speakers import word_pieces as _pieces
 from saywho.types import Word
 
 from .conftest import require_tools
@@ -158,7 +158,7 @@ def test_live_turns_hold_their_speakers_words_and_keep_wordless_speech() -> None
 def test_each_utterance_is_diarized_and_its_speakers_keep_their_running_labels(monkeypatch) -> None:
     """Two utterances of the same two voices: the second's local labels (swapped) map back
     onto the labels the first one started; text goes with the turn that says it."""
-    from saywho.streaming import SpeakerSegment, engine
+    from saywho.streaming import SpeakerSegment, engine, speakers
     from saywho.types import Diarization
     from saywho.types import SpeakerTurn as T
 
@@ -172,7 +172,7 @@ def test_each_utterance_is_diarized_and_its_speakers_keep_their_running_labels(m
                     (T(0.0, 1.0, "Speaker_0"), T(1.2, 4.0, "Speaker_1")), ("Speaker_0", "Speaker_1"),
                     {"Speaker_0": tuple(b), "Speaker_1": tuple(a)}),
     ])
-    monkeypatch.setattr(engine, "diarize", lambda audio: next(utterances))
+    monkeypatch.setattr(speakers, "diarize", lambda audio: next(utterances))
     session = engine.LiveSession(engine.LiveOptions(identify=False))
     words = [Word(0.2, 0.8, " one", 0.9), Word(2.5, 3.0, " two", 0.9)]
     audio = np.zeros(64000, dtype=np.float32)

@@ -1,40 +1,31 @@
 """The live engine: 16 kHz audio in small chunks -> VAD -> utterances -> incremental ASR
 with a stable prefix -> online speakers -> typed events.
 
-How it decides, step by step (``LiveSession.feed``):
+How it decides, step by step (``LiveSession.feed``; docs/realtime.md says why):
 
-1. **VAD.** Every ``vad_step_s`` of new audio, Silero VAD (bundled with faster-whisper)
-   runs over the pending buffer: the audio since the last committed utterance, which is
-   at most ``max_utterance_s`` plus a pause long. Silence before speech is dropped, so
-   memory stays bounded however long the session runs.
-2. **Utterances.** Speech followed by ``silence_duration_ms`` of silence is an
-   utterance; it is committed (``SpeechStopped``, ``Committed``). Speech longer than
-   ``max_utterance_s`` is committed at that length.
+1. **VAD.** Every ``vad_step_s`` of new audio, Silero VAD scores the windows of the pending
+   buffer it has not scored yet (``streaming/vad.py``). Silence before speech is dropped,
+   so memory stays bounded however long the session runs.
+2. **Utterances.** Speech followed by ``silence_duration_ms`` of silence is an utterance;
+   it is committed (``SpeechStopped``, ``Committed``). Speech longer than
+   ``max_utterance_s`` is cut at the quietest moment of its second half.
 3. **Partials with a stable prefix** (LocalAgreement-2, as in whisper_streaming): while
-   an utterance grows, it is decoded again every ``partial_interval_s`` of audio (or 1.2x
-   the last decode's time, when decodes are slower than that, so the engine keeps up); the words on
-   which two consecutive decodes agree are stable and sent once as a ``Delta``; the
-   rest is the tentative tail (``Delta.partial``). Waiting for a second decode costs a
-   whole decode interval, so a word is also stable after one decode when Whisper gave it
-   at least ``stable_probability`` and it ends ``edge_guard_s`` before the decoded audio
-   does (the words Whisper revises are the last ones, cut by the end of the audio), or
-   before the end of speech once VAD hears a pause.
-4. **Final decode** of the committed utterance (the previous utterances' text as the
-   prompt, its repeated runs cut to one copy; Whisper's full 30 s window; a decode that
-   loops is redone without the prompt: ``asr/loops.py``); its words beyond the stable
-   prefix are the last delta; ``Completed`` holds the whole text. Partials use a short encoder context
-   (``short_context``: the utterance plus 2 s), about a third of the decode time. After
-   ``early_decode_ms`` of silence the utterance is decoded at once; with ``short_context``
-   off, that decode is the final one when the pause then ends it (it heard all the
-   speech), so the commit does not wait for a second decode.
-5. **Speakers.** The committed utterance is diarized by the offline pipeline
-   (segmentation, fingerprints, clustering: the speakers inside it and their turns,
-   overlap included); each of its speakers joins the closest running speaker of the
-   session or starts a new one (``streaming/speakers.py``; two voices of one utterance
-   never join the same running speaker), and each turn becomes a
-   ``SpeakerSegment`` with the words said in it (a turn without words keeps empty text:
-   speech the ASR did not transcribe). Where the segmentation finds no speech in it, the
-   words are grouped into pieces of about 2 s and each piece's fingerprint is assigned.
+   an utterance grows, it is decoded again every ``partial_interval_s`` of audio (or the
+   last decode's time / ``partial_share``), with a short encoder context. After the last
+   stable word's end, the words on which two consecutive decodes agree are stable and
+   sent once as a ``Delta``; the rest is the tentative tail (``Delta.partial``). A word
+   heard once is stable too when Whisper gave it at least ``stable_probability`` and it
+   ends ``edge_guard_s`` before the decoded audio (or, in a pause, the speech) ends.
+   Past ``trim_after_s`` of stable words, partials decode only the utterance's end.
+4. **Final decode.** After ``early_decode_ms`` of silence the utterance is decoded with
+   Whisper's full 30 s window and the previous text as the prompt (a decode that loops
+   is redone without it: ``asr/loops.py``); the commit reuses that decode when no speech
+   came since. Its words beyond the stable ones are the last delta; ``Completed`` holds
+   the whole text, without trailing guesses.
+5. **Speakers**, on the call after the commit (``Completed`` does not wait for them):
+   the utterance is diarized by the offline pipeline and each of its speakers joins the
+   closest running speaker or starts one (``streaming/speakers.py``); each turn becomes
+   a ``SpeakerSegment`` with the words said in it.
 
 When the caller reports lag (audio waiting behind the engine) above
 ``max_partial_lag_s``, partial decodes are skipped until it catches up: deltas come
@@ -48,27 +39,16 @@ import re
 import time
 import uuid
 from dataclasses import dataclass, replace
-from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from saywho.asr import whisper as asr_stage
 from saywho.asr.loops import clean_prompt, looped, unlooped
-from saywho.diarization import embedding
-from saywho.diarization.assign import speech_time
-from saywho.diarization.pipeline import diarize
 from saywho.pipeline import run_asr
-from saywho.streaming.events import (
-    Committed,
-    Completed,
-    Delta,
-    LiveEvent,
-    SpeakerSegment,
-    SpeechStarted,
-    SpeechStopped,
-)
-from saywho.streaming.speakers import SAME_VOICE, OnlineSpeakers, live_turns
+from saywho.streaming.events import Committed, Completed, Delta, LiveEvent, SpeechStarted, SpeechStopped
+from saywho.streaming.speakers import OnlineSpeakers, join_words, piece_segments, utterance_segments
+from saywho.streaming.vad import WINDOW, SpanRules, StreamingVad, speech_spans
 from saywho.types import SAMPLE_RATE, TranscribeOptions, Word
 
 if TYPE_CHECKING:
@@ -81,6 +61,9 @@ logger = logging.getLogger(__name__)
 
 # Audio kept after the end of speech found by VAD (which already pads 100 ms).
 END_PADDING_S = 0.3
+# A partial that decodes only the end of an utterance starts this long before the last
+# stable word ends: the words there are heard again, and matched by time.
+TRIM_OVERLAP_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,11 +82,18 @@ class LiveOptions:
     partial_interval_s: float = 0.5
     max_utterance_s: float = 15.0
     max_partial_lag_s: float = 2.0
+    # Partial decodes take at most this share of the time (a decode of 0.5 s: one every
+    # 0.5 s / partial_share of audio), leaving the rest to the final decodes and speakers.
+    partial_share: float = 0.8
     # A word heard once with this probability, ending edge_guard_s before the decoded audio,
     # is stable without a second decode (above 1: LocalAgreement-2 only).
     stable_probability: float = 0.8
     edge_guard_s: float = 0.5
     early_decode_ms: int = 200  # a pause this long decodes at once (reused by the commit without short_context)
+    # Once the stable words reach this far into an utterance, partials decode only its end:
+    # from TRIM_OVERLAP_S before the last stable word (a decode of a 14 s utterance takes
+    # about three times one of 4 s). Above max_utterance_s: always the whole utterance.
+    trim_after_s: float = 4.0
     piece_s: float = 2.0  # speaker pieces inside an utterance
     # Partial decodes: Whisper's encoder reads the utterance (plus 2 s) instead of 30 s, in
     # about a third of the time (TranscribeOptions.short_context). The commit then decodes
@@ -119,8 +109,7 @@ def _norm(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
 
 
-def _join(words: list[Word] | tuple[Word, ...]) -> str:
-    return "".join(w.text for w in words)
+_join = join_words
 
 
 class LiveSession:
@@ -137,6 +126,9 @@ class LiveSession:
         self.manager = manager
         self.speakers = OnlineSpeakers(known=known if self.options.identify else None)
         self._audio = np.zeros(0, dtype=np.float32)  # pending audio (16 kHz)
+        self._vad = StreamingVad()  # speech probabilities of _audio's windows
+        # A committed utterance whose speakers are found on the next call: (item, audio, words, start s).
+        self._speakers_due: tuple[str, np.ndarray, list[Word], float] | None = None
         self._offset = 0  # absolute sample index of _audio[0]
         self._since_vad = 0
         self._in_speech = False
@@ -145,6 +137,8 @@ class LiveSession:
         self._stable: list[Word] = []
         self._last_hyp: list[Word] = []
         self._hyp_span = (-1, -1)  # absolute samples [start, end) that _last_hyp was decoded from
+        # The final decode done when a pause began: (absolute start, speech end, words).
+        self._final: tuple[int, int, list[Word]] | None = None
         self._last_partial_end = 0  # absolute sample at which the last partial decode ended
         self._decode_s = 0.0  # how long the last partial decode took (partials never come faster)
         self._context = (self.options.prompt or "").strip()
@@ -164,31 +158,31 @@ class LiveSession:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self._audio = np.concatenate([self._audio, samples])
         self._since_vad += len(samples)
+        events = self._due_speakers()
         if self._since_vad < self.options.vad_step_s * SAMPLE_RATE:
-            return []
+            return events
         self._since_vad = 0
-        return self._step(lag_s)
+        return events + self._step(lag_s)
 
     def commit(self, *, lag_s: float = 0.0) -> list[LiveEvent]:
         """End the current utterance now (the client's ``input_audio_buffer.commit``)."""
         if not len(self._audio):
             return []
-        events: list[LiveEvent] = []
+        events = self._due_speakers()
         if not self._in_speech:
             events.append(SpeechStarted(self._item_id, self._offset / SAMPLE_RATE))
         events += self._commit(0, len(self._audio), lag_s)
-        return events
+        return events + self._due_speakers()
 
     def finish(self, *, lag_s: float = 0.0) -> list[LiveEvent]:
         """End of the stream: the speech still pending becomes a last utterance."""
         if self.options.turn_detection:
-            return self._step(lag_s, final=True)
-        return self.commit(lag_s=lag_s)
+            return self._due_speakers() + self._step(lag_s, final=True) + self._due_speakers()
+        return self.commit(lag_s=lag_s) or self._due_speakers()
 
     def clear(self) -> None:
         """Drop the pending audio (``input_audio_buffer.clear``)."""
-        self._offset += len(self._audio)
-        self._audio = np.zeros(0, dtype=np.float32)
+        self._drop(len(self._audio))
         self._reset_item(new_id=self._in_speech)
 
     # ------------------------------------------------------------------ steps
@@ -227,39 +221,42 @@ class LiveSession:
                 break
             if len(self._audio) - start >= max_len:  # too long: cut in the longest pause heard
                 # At most max_len: a caller that fell behind may bring many seconds in one feed.
-                events += self._commit(start, start + self._cut_point(max_len), lag_s)
+                events += self._commit(start, start + self._cut_point(start, max_len), lag_s)
                 continue
             events += self._partial(start, lag_s, speech_end=end)
             break
         return events
 
-    def _cut_point(self, length: int) -> int:
-        """Where to end an utterance that reached the length limit (samples from its start):
-        the middle of the longest pause between words in its second half, else its end."""
-        words = self._last_hyp
-        gaps = [(b.start - a.end, (a.end + b.start) / 2) for a, b in pairwise(words)
-                if a.end * SAMPLE_RATE >= length / 2]
-        if not gaps:
+    def _cut_point(self, start: int, length: int) -> int:
+        """Where to end an utterance that reached the length limit (samples from ``start``):
+        the quietest moment of its second half, where Silero's speech probability (averaged
+        over 160 ms) is lowest: in read or fluent speech VAD hears no pause at all, but the
+        probability dips between phrases. Not the partial decode's word times: with the
+        short encoder context they can be half a second early, and a cut there splits a word."""
+        probability = self._vad.update(self._audio)
+        first, last = (start + length // 2) // WINDOW, (start + length) // WINDOW
+        smooth = np.convolve(probability[max(0, first - 2):last + 2], np.ones(5) / 5, mode="same")[2:-2]
+        if len(smooth) < 3:
             return length
-        return min(length, int(max(gaps)[1] * SAMPLE_RATE))
+        return min(length, (first + int(np.argmin(smooth))) * WINDOW + WINDOW // 2 - start)
 
     def _speech_spans(self) -> list[tuple[int, int]]:
-        from faster_whisper.vad import VadOptions, get_speech_timestamps
-
         o = self.options
-        stamps = get_speech_timestamps(self._audio, VadOptions(
-            threshold=o.threshold, min_silence_duration_ms=o.silence_duration_ms, speech_pad_ms=100,
-            min_speech_duration_ms=250))
-        return [(s["start"], s["end"]) for s in stamps]
+        probabilities = self._vad.update(self._audio)
+        return speech_spans(probabilities, len(self._audio), SpanRules(
+            threshold=o.threshold, min_silence_ms=o.silence_duration_ms, pad_ms=100, min_speech_ms=250))
 
     def _drop(self, samples: int) -> None:
         self._audio = self._audio[samples:]
         self._offset += samples
+        if samples:
+            self._vad.reset()  # its windows start where the buffer starts
 
     def _reset_item(self, *, new_id: bool) -> None:
         self._in_speech = False
         self._stable, self._last_hyp = [], []
         self._hyp_span = (-1, -1)
+        self._final = None
         if new_id:
             self._item_id = self._new_id()
 
@@ -267,18 +264,21 @@ class LiveSession:
     def _new_id() -> str:
         return f"item_{uuid.uuid4().hex[:20]}"
 
-    def _asr_options(self, *, short: bool = False, prompt: bool = True) -> TranscribeOptions:
+    def _asr_options(self, *, short: bool = False, prompt: bool = True, lead: str = "") -> TranscribeOptions:
         o = self.options
+        text = f"{self._context if prompt else ''} {lead}".strip()
         return TranscribeOptions(model=o.model, language=o.language, diarize=False, vad_filter=False,
                                  condition_on_previous_text=False,
-                                 initial_prompt=(clean_prompt(self._context) if prompt else "") or None,
+                                 initial_prompt=clean_prompt(text) or None,
                                  cpu_threads=o.cpu_threads, identify=False, short_context=short and o.short_context)
 
-    def _decode(self, audio: np.ndarray, *, short: bool = False, prompt: bool = True) -> list[Word]:
+    def _decode(self, audio: np.ndarray, *, short: bool = False, prompt: bool = True, lead: str = "") -> list[Word]:
         """Words of ``audio``; ``short``: with the short encoder context (partials while the
         speech goes on), else Whisper's 30 s window (the decode that becomes the final text);
-        ``prompt``: with the session's previous text as the prompt."""
-        return list(run_asr(audio, self._asr_options(short=short, prompt=prompt), manager=self.manager).words)
+        ``prompt``: with the session's previous text as the prompt; ``lead``: the words
+        heard before ``audio`` starts, after that prompt."""
+        options = self._asr_options(short=short, prompt=prompt, lead=lead)
+        return list(run_asr(audio, options, manager=self.manager).words)
 
     def _final_decode(self, audio: np.ndarray) -> list[Word]:
         """The committed utterance's words. A decode that loops (``asr.loops``) is done again
@@ -297,36 +297,48 @@ class LiveSession:
     def _partial(self, start: int, lag_s: float, speech_end: int) -> list[LiveEvent]:
         o = self.options
         now = self._offset + len(self._audio)
-        interval = max(o.partial_interval_s, 1.2 * self._decode_s)
+        interval = max(o.partial_interval_s, self._decode_s / o.partial_share)
         paused = len(self._audio) - speech_end >= o.early_decode_ms * SAMPLE_RATE / 1000
         early = paused and self._hyp_span[1] < self._offset + speech_end  # the last decode missed the speech end
         if lag_s > o.max_partial_lag_s or (now - self._last_partial_end < interval * SAMPLE_RATE and not early):
             return []
         self._last_partial_end = now
+        # Words are matched by time after the last stable word, never by position: a decode
+        # that revises a stable word ("hear" -> "heard") must not hold back the words after it.
+        stable_end = self._stable[-1].end if self._stable else -1.0
+        skip = max(0.0, stable_end - TRIM_OVERLAP_S) if stable_end >= o.trim_after_s else 0.0
         began = time.monotonic()
-        hyp = self._decode(self._audio[start:], short=True)
+        if early:  # a pause: the decode the commit needs, done now and kept for it
+            skip = 0.0
+            end = speech_end + min(int(END_PADDING_S * SAMPLE_RATE), len(self._audio) - speech_end)
+            hyp = self._final_decode(self._audio[start:end])
+            self._final = (self._offset + start, self._offset + speech_end, hyp)
+        else:
+            hyp = self._decode(self._audio[start + int(skip * SAMPLE_RATE):], short=True,
+                               lead=_join(self._stable) if skip else "")
+            if looped(hyp, (len(self._audio) - start) / SAMPLE_RATE - skip):  # never sent as stable words
+                hyp = unlooped(hyp)
         self._decode_s = time.monotonic() - began
-        if looped(hyp, (len(self._audio) - start) / SAMPLE_RATE):  # never sent as stable words
-            hyp = unlooped(hyp)
+        if skip:
+            hyp = [replace(w, start=round(w.start + skip, 3), end=round(w.end + skip, 3)) for w in hyp]
+        new, old = _after(hyp, stable_end), _after(self._last_hyp, stable_end)
         agreed = 0
-        for a, b in zip(self._last_hyp, hyp, strict=False):
+        for a, b in zip(old, new, strict=False):
             if _norm(a.text) != _norm(b.text):
                 break
             agreed += 1
         # Heard once, but confidently and away from where the audio (or the speech) ends.
         edge = (speech_end - start) / SAMPLE_RATE if paused else (len(self._audio) - start) / SAMPLE_RATE - o.edge_guard_s
-        while agreed < len(hyp) and hyp[agreed].probability >= o.stable_probability and hyp[agreed].end <= edge:
+        while agreed < len(new) and new[agreed].probability >= o.stable_probability and new[agreed].end <= edge:
             agreed += 1
         self._last_hyp = hyp
-        self._hyp_span = (self._offset + start, now)
-        fresh = hyp[len(self._stable):agreed] if agreed > len(self._stable) else []
-        self._stable += fresh
+        self._hyp_span = (self._offset + start + int(skip * SAMPLE_RATE), now)
+        fresh = new[:agreed]
         delta = _join(fresh)
-        if not self._stable and not fresh:
-            delta = ""
-        elif len(self._stable) == len(fresh):
+        if not self._stable:
             delta = delta.lstrip()
-        partial = (_join(self._stable) + _join(hyp[len(self._stable):])).strip()
+        self._stable += fresh
+        partial = (_join(self._stable) + _join(new[agreed:])).strip()
         if not delta and not partial:
             return []
         return [Delta(self._item_id, delta, partial, round(lag_s, 3))]
@@ -340,24 +352,23 @@ class LiveSession:
         t0, t1 = (self._offset + start) / SAMPLE_RATE, (self._offset + end) / SAMPLE_RATE
         audio = self._audio[start:end]
         events: list[LiveEvent] = [SpeechStopped(item, t1), Committed(item, self._previous_item, t0, t1)]
-        heard = speech_end is not None and self._hyp_span[0] == self._offset + start \
-            and self._hyp_span[1] >= self._offset + speech_end \
-            and not self.options.short_context  # the last partial heard all the speech, with the full window
-        if heard:
-            words = list(self._last_hyp)
+        final = self._final
+        if speech_end is not None and final is not None and final[:2] == (self._offset + start, self._offset + speech_end):
+            words = list(final[2])  # decoded when the pause began, and no speech came since
         else:
             words = self._final_decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
         if speech_end is not None:
             words = [w for w in words if w.start < (speech_end - start) / SAMPLE_RATE]
-        stable_n = len(self._stable)
-        tail = words[stable_n:] if len(words) > stable_n else []
+        words = _without_trailing_guesses(words)
+        tail = _after(words, self._stable[-1].end if self._stable else -1.0)
         if tail:
             text = _join(tail)
-            events.append(Delta(item, text.lstrip() if not stable_n else text, _join(words).strip(),
+            events.append(Delta(item, text if self._stable else text.lstrip(), _join(words).strip(),
                                 round(lag_s, 3)))
         transcript = _join(words).strip()
-        events += self._speaker_segments(item, audio, words, t0)
         events.append(Completed(item, transcript, t0, t1, round(lag_s, 3)))
+        events += self._due_speakers()  # an earlier utterance's, when one buffer held two
+        self._speakers_due = (item, audio, words, t0)
         if transcript:
             self._context = f"{self._context} {transcript}".strip()[-1000:]
         self._drop(end)
@@ -365,74 +376,38 @@ class LiveSession:
         self._reset_item(new_id=True)
         return events
 
-    def _speaker_segments(self, item: str, audio: np.ndarray, words: list[Word], t0: float) -> list[LiveEvent]:
-        """The utterance diarized offline (its speakers, turns, fingerprints), its speakers
-        mapped onto the session's running ones, one segment per mapped turn."""
-        if not words:
+    def _due_speakers(self) -> list[LiveEvent]:
+        """The speaker segments of the last committed utterance, if not sent yet. They are
+        found on the call after its commit, so that ``Completed`` goes out without waiting
+        for the diarization of the utterance."""
+        if self._speakers_due is None:
             return []
-        found = diarize(audio)
-        talk = speech_time(found.exclusive)
-        mapping: dict[str, str] = {}
-        vectors: dict[str, np.ndarray] = {}
-        for local in sorted(found.speakers, key=lambda s: -talk.get(s, 0.0)):  # the most speech first
-            vector = np.asarray(found.fingerprints.get(local, ()), dtype=np.float32)  # unit norm
-            if not vector.any():
-                continue
-            vectors[local] = vector
-            apart = {mapping[o] for o in mapping if float(vectors[o] @ vector) < SAME_VOICE}
-            mapping[local] = self.speakers.assign(vector, talk.get(local, 0.0), apart=apart)
-        logger.debug("utterance %.2f-%.2f s: speech %s -> %s", t0, t0 + len(audio) / SAMPLE_RATE,
-                     {k: round(v, 2) for k, v in talk.items()}, mapping)
-        if not mapping:  # no speech the segmentation model trusts: the words' own fingerprints
-            return self._piece_segments(item, audio, words, t0)
-        fallback = next(iter(mapping.values()))
-        found = found.relabel({local: mapping.get(local, fallback) for local in found.speakers})
-        events: list[LiveEvent] = []
-        for turn, held in live_turns(found.turns, found.exclusive, words):
-            events.append(SpeakerSegment(
-                item, f"seg_{len(events)}", _join(held).strip(), turn.speaker, self.speakers.name_of(turn.speaker),
-                round(t0 + turn.start, 3), round(t0 + turn.end, 3)))
-        return events
+        due, self._speakers_due = self._speakers_due, None
+        return self._speaker_segments(*due)
+
+    def _speaker_segments(self, item: str, audio: np.ndarray, words: list[Word], t0: float) -> list[LiveEvent]:
+        return list(utterance_segments(self.speakers, item, audio, words, t0, piece_s=self.options.piece_s))
 
     def _piece_segments(self, item: str, audio: np.ndarray, words: list[Word], t0: float) -> list[LiveEvent]:
-        """Words grouped into pieces of about ``piece_s``, each piece's fingerprint assigned."""
-        pieces = _pieces(words, self.options.piece_s)
-        features = embedding.fbank(audio)  # (T, 80)
-        centers = embedding.feature_frame_centers(len(features))  # (T,)
-        frame_sets = [np.flatnonzero((centers >= p[0].start) & (centers < p[-1].end)) for p in pieces]
-        vectors = embedding.embed_frame_sets(features, frame_sets)  # (pieces, 192); too short: zeros
-        found: list[str | None] = []
-        for piece, vector in zip(pieces, vectors, strict=True):
-            if np.linalg.norm(vector) > 0:
-                found.append(self.speakers.assign(vector, piece[-1].end - piece[0].start))
-            else:  # too short to fingerprint: the speaker before it (or after it)
-                found.append(found[-1] if found else None)
-        fallback = next((x for x in found if x is not None), None) or self.speakers.last_label() or "Speaker_0"
-        labels = [x or fallback for x in found]
-        events: list[LiveEvent] = []
-        run: list[Word] = []
-        for i, piece in enumerate(pieces):
-            run += piece
-            if i + 1 == len(pieces) or labels[i + 1] != labels[i]:
-                events.append(SpeakerSegment(
-                    item, f"seg_{len(events)}", _join(run).strip(), labels[i], self.speakers.name_of(labels[i]),
-                    round(t0 + run[0].start, 3), round(t0 + run[-1].end, 3)))
-                run = []
-        return events
+        return list(piece_segments(self.speakers, item, audio, words, t0, piece_s=self.options.piece_s))
 
 
-def _pieces(words: list[Word], piece_s: float) -> list[list[Word]]:
-    """Words grouped into pieces of about ``piece_s`` seconds, cut at the longest pause near that length."""
-    pieces: list[list[Word]] = [[words[0]]]
-    for prev, word in pairwise(words):
-        current = pieces[-1]
-        length = word.start - current[0].start
-        gap = word.start - prev.end
-        if length >= piece_s or (gap >= 0.3 and length >= piece_s / 2):
-            pieces.append([word])
-        else:
-            current.append(word)
-    return pieces
+# A last word Whisper gives less than this probability is a guess at the pause after the
+# speech (" and" at 0.02 after a sentence: the previous text as the prompt invites one).
+TRAILING_GUESS = 0.1
+
+
+def _after(words: list[Word], t: float) -> list[Word]:
+    """The words whose middle lies after ``t`` seconds."""
+    return [w for w in words if w.start + w.end > 2 * t]
+
+
+def _without_trailing_guesses(words: list[Word]) -> list[Word]:
+    """The words without the improbable or punctuation-only words at their end."""
+    end = len(words)
+    while end and (words[end - 1].probability < TRAILING_GUESS or not _norm(words[end - 1].text)):
+        end -= 1
+    return words[:end]
 
 
 def asr_key(options: LiveOptions) -> str:

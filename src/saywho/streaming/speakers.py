@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from saywho.diarization.assign import assign_speakers, merge_turns
+from saywho.diarization import embedding
+from saywho.diarization.assign import assign_speakers, merge_turns, speech_time
+from saywho.diarization.pipeline import diarize
 from saywho.speakers.identify import IDENTIFY_THRESHOLD, similarity_matrix
+from saywho.streaming.events import SpeakerSegment
+from saywho.types import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence
@@ -156,3 +161,79 @@ def live_turns(
         best = min(own, key=lambda i: max(merged[i].start - mid, mid - merged[i].end, 0.0))
         held[best].append(word)
     return list(zip(merged, held, strict=True))
+
+
+def join_words(words: Sequence[Word]) -> str:
+    return "".join(w.text for w in words)
+
+
+def utterance_segments(speakers: OnlineSpeakers, item: str, audio: np.ndarray, words: Sequence[Word], t0: float,
+                   *, piece_s: float = 2.0) -> list[SpeakerSegment]:
+    """The utterance diarized offline (its speakers, turns, fingerprints), its speakers
+    mapped onto the session's running ones, one segment per mapped turn."""
+    if not words:
+        return []
+    found = diarize(audio)
+    talk = speech_time(found.exclusive)
+    mapping: dict[str, str] = {}
+    vectors: dict[str, np.ndarray] = {}
+    for local in sorted(found.speakers, key=lambda s: -talk.get(s, 0.0)):  # the most speech first
+        vector = np.asarray(found.fingerprints.get(local, ()), dtype=np.float32)  # unit norm
+        if not vector.any():
+            continue
+        vectors[local] = vector
+        apart = {mapping[o] for o in mapping if float(vectors[o] @ vector) < SAME_VOICE}
+        mapping[local] = speakers.assign(vector, talk.get(local, 0.0), apart=apart)
+    logger.debug("utterance %.2f-%.2f s: speech %s -> %s", t0, t0 + len(audio) / SAMPLE_RATE,
+                 {k: round(v, 2) for k, v in talk.items()}, mapping)
+    if not mapping:  # no speech the segmentation model trusts: the words' own fingerprints
+        return piece_segments(speakers, item, audio, words, t0, piece_s=piece_s)
+    fallback = next(iter(mapping.values()))
+    found = found.relabel({local: mapping.get(local, fallback) for local in found.speakers})
+    events: list[SpeakerSegment] = []
+    for turn, held in live_turns(found.turns, found.exclusive, words):
+        events.append(SpeakerSegment(
+            item, f"seg_{len(events)}", join_words(held).strip(), turn.speaker, speakers.name_of(turn.speaker),
+            round(t0 + turn.start, 3), round(t0 + turn.end, 3)))
+    return events
+
+def piece_segments(speakers: OnlineSpeakers, item: str, audio: np.ndarray, words: Sequence[Word], t0: float,
+               *, piece_s: float = 2.0) -> list[SpeakerSegment]:
+    """Words grouped into pieces of about ``piece_s``, each piece's fingerprint assigned."""
+    pieces = word_pieces(words, piece_s)
+    features = embedding.fbank(audio)  # (T, 80)
+    centers = embedding.feature_frame_centers(len(features))  # (T,)
+    frame_sets = [np.flatnonzero((centers >= p[0].start) & (centers < p[-1].end)) for p in pieces]
+    vectors = embedding.embed_frame_sets(features, frame_sets)  # (pieces, 192); too short: zeros
+    found: list[str | None] = []
+    for piece, vector in zip(pieces, vectors, strict=True):
+        if np.linalg.norm(vector) > 0:
+            found.append(speakers.assign(vector, piece[-1].end - piece[0].start))
+        else:  # too short to fingerprint: the speaker before it (or after it)
+            found.append(found[-1] if found else None)
+    fallback = next((x for x in found if x is not None), None) or speakers.last_label() or "Speaker_0"
+    labels = [x or fallback for x in found]
+    events: list[SpeakerSegment] = []
+    run: list[Word] = []
+    for i, piece in enumerate(pieces):
+        run += piece
+        if i + 1 == len(pieces) or labels[i + 1] != labels[i]:
+            events.append(SpeakerSegment(
+                item, f"seg_{len(events)}", join_words(run).strip(), labels[i], speakers.name_of(labels[i]),
+                round(t0 + run[0].start, 3), round(t0 + run[-1].end, 3)))
+            run = []
+    return events
+
+
+def word_pieces(words: list[Word], piece_s: float) -> list[list[Word]]:
+    """Words grouped into pieces of about ``piece_s`` seconds, cut at the longest pause near that length."""
+    pieces: list[list[Word]] = [[words[0]]]
+    for prev, word in pairwise(words):
+        current = pieces[-1]
+        length = word.start - current[0].start
+        gap = word.start - prev.end
+        if length >= piece_s or (gap >= 0.3 and length >= piece_s / 2):
+            pieces.append([word])
+        else:
+            current.append(word)
+    return pieces

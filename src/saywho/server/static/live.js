@@ -104,10 +104,12 @@ function onLiveEvent(e) {
       showHeard();
       break;
     case `${LIVE_EVENT}.segment`:
+      if (live.pending.delete(e.item_id)) showHeard();
       addLiveSegment(e);
       break;
     case `${LIVE_EVENT}.completed`:
-      live.pending.delete(e.item_id);
+      // The item's speaker segments follow; until they come, its final text stays shown.
+      if (e.transcript) live.pending.set(e.item_id, e.transcript); else live.pending.delete(e.item_id);
       showHeard();
       break;
     case "saywho.speakers.updated":

@@ -1,0 +1,174 @@
+"""The live engine's policies: VAD scored once per window, stable words matched by time,
+partials of long utterances trimmed, the pause decode reused by the commit, speakers
+after ``completed``, utterances cut where the speech is quietest, trailing guesses dropped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from saywho.types import SAMPLE_RATE, Word
+
+from .conftest import require_tools
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """About 9 s of synthetic speech: three sentences with pauses between them."""
+    require_tools("flite")
+    from saywho.evaluation.synth import SENTENCES, conversation
+
+    conv = conversation([("flite:slt", SENTENCES[0]), ("flite:slt", SENTENCES[1]), ("flite:slt", SENTENCES[2])],
+                        gap_s=0.8)
+    return np.asarray(conv.samples, dtype=np.float32)
+
+
+def test_streaming_vad_scores_new_windows_only_and_finds_what_faster_whisper_finds(speech) -> None:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    from saywho.streaming.vad import WINDOW, SpanRules, StreamingVad, speech_spans
+
+    vad = StreamingVad()
+    agree = 0
+    checks = list(range(8000, len(speech), 3200))
+    for length in checks:
+        probabilities = vad.update(speech[:length])
+        assert len(probabilities) == length // WINDOW
+        got = speech_spans(probabilities, length, SpanRules())
+        want = [(s["start"], s["end"]) for s in get_speech_timestamps(speech[:length], VadOptions(
+            threshold=0.5, min_silence_duration_ms=500, speech_pad_ms=100, min_speech_duration_ms=250))]
+        agree += got == want
+    # faster-whisper also scores the zero-padded last window: at most the last 32 ms differ now and then
+    assert agree >= 0.9 * len(checks)
+    assert len(speech_spans(vad.update(speech), len(speech), SpanRules())) == 3  # three sentences
+    once = StreamingVad().update(speech)
+    np.testing.assert_allclose(vad.probabilities, once, atol=1e-5)  # scored in steps = scored at once
+
+
+def _scripted(words_of, speech_s: float, **options):
+    """A session whose VAD hears speech until ``speech_s`` and whose decoder answers
+    ``words_of(audio seconds, decode number, lead)``."""
+    from saywho.streaming.engine import LiveOptions, LiveSession
+
+    class Scripted(LiveSession):
+        def _speech_spans(self):
+            end = min(self._offset + len(self._audio), int(speech_s * SAMPLE_RATE)) - self._offset
+            return [(0, end)] if end > 0 else []
+
+        def _decode(self, audio, *, short=False, prompt=True, lead=""):
+            self.decodes.append((len(audio) / SAMPLE_RATE, short, lead))
+            return words_of(len(audio) / SAMPLE_RATE, len(self.decodes), lead)
+
+        def _speaker_segments(self, item, audio, words, t0):
+            from saywho.streaming import SpeakerSegment
+
+            return [SpeakerSegment(item, "seg_0", "".join(w.text for w in words).strip(), "Speaker_0", None, t0, t0)]
+
+    session = Scripted(LiveOptions(partial_interval_s=0.5, **options))
+    session.decodes = []
+    return session
+
+
+def _feed(session, seconds: float) -> list:
+    events = []
+    for _ in range(int(seconds / 0.1)):
+        events += session.feed(np.zeros(1600, dtype=np.float32))
+    return events + session.finish()
+
+
+def test_a_revised_stable_word_does_not_hold_back_the_words_after_it() -> None:
+    """Words are 0.4 s apart; from the third decode on the decoder hears word 0 differently
+    each time. Matched by position, no two decodes agree again until the commit; matched
+    by time after the last stable word, the words after it still come out."""
+    from saywho.streaming import Delta
+
+    def words_of(length, n, lead):
+        out = []
+        for i in range(int(length / 0.4)):
+            text = f" w0{'x' * n}" if (i == 0 and n >= 3) else f" w{i}"
+            out.append(Word(0.4 * i, 0.4 * i + 0.35, text, 0.5))  # unsure: stable only once two decodes agree
+        return out
+
+    from saywho.streaming import Committed
+
+    session = _scripted(words_of, 3.6, trim_after_s=100.0)
+    events = _feed(session, 5.0)
+    before_commit = events[:next(i for i, e in enumerate(events) if isinstance(e, Committed))]
+    sent = [w for e in before_commit if isinstance(e, Delta) for w in e.delta.split()]
+    assert sent == [f"w{i}" for i in range(len(sent))]
+    assert len(sent) >= 7  # the words after w0 came out while the speech went on, not at the commit
+
+
+def test_partials_of_a_long_utterance_decode_its_end_with_the_stable_words_as_lead() -> None:
+    def words_of(length, n, lead):
+        return [Word(0.4 * i, 0.4 * i + 0.35, f" w{i}", 0.95) for i in range(int(length / 0.4))]
+
+    session = _scripted(words_of, 9.0, trim_after_s=4.0)
+    _feed(session, 10.0)
+    partials = [(length, lead) for length, short, lead in session.decodes if short]
+    trimmed = [(length, lead) for length, lead in partials if lead]
+    assert trimmed, partials
+    # a trimmed partial starts 1 s before the last stable word's end: far shorter than the utterance
+    assert all(length <= 3.5 for length, _ in trimmed), trimmed
+    assert all(lead.split()[0] == "w0" for _, lead in trimmed)
+
+
+def test_the_commit_reuses_the_pause_decode_and_completed_comes_before_the_speakers() -> None:
+    from saywho.streaming import Completed, SpeakerSegment
+
+    def words_of(length, n, lead):
+        return [Word(0.4 * i, 0.4 * i + 0.35, f" w{i}", 0.95) for i in range(int(min(length, 2.0) / 0.4))]
+
+    session = _scripted(words_of, 2.0)
+    events = []
+    for _ in range(40):
+        events += session.feed(np.zeros(1600, dtype=np.float32))
+        if any(isinstance(e, Completed) for e in events):
+            break
+    finals = [d for d in session.decodes if not d[1]]
+    assert len(finals) == 1  # the decode made when the pause began is the final one
+    assert isinstance(events[-1], Completed) and not any(isinstance(e, SpeakerSegment) for e in events)
+    later = session.feed(np.zeros(1600, dtype=np.float32))  # the next call brings the speakers
+    assert [type(e).__name__ for e in later][:1] == ["SpeakerSegment"]
+    assert later[0].item_id == events[-1].item_id
+    assert not session.finish()  # nothing is left behind
+
+
+def test_finish_sends_the_speakers_of_the_last_utterance() -> None:
+    """The stream ends while the speech goes on: ``finish`` commits it and, in the same call,
+    brings its speakers after its ``completed``."""
+
+    def words_of(length, n, lead):
+        return [Word(0.0, 0.5, " hello", 0.95)]
+
+    session = _scripted(words_of, 10.0)
+    for _ in range(15):
+        session.feed(np.zeros(1600, dtype=np.float32))
+    kinds = [type(e).__name__ for e in session.finish()]
+    assert kinds.count("Completed") == 1 and kinds.count("SpeakerSegment") == 1
+    assert kinds.index("Completed") < kinds.index("SpeakerSegment")
+
+
+def test_a_long_utterance_is_cut_where_the_speech_is_quietest(speech) -> None:
+    """Three sentences without a pause VAD would end them at: the cut lands in the quiet
+    between two of them, not at the length limit inside a word."""
+    from saywho.streaming.engine import LiveOptions, LiveSession
+
+    session = LiveSession(LiveOptions(identify=False, silence_duration_ms=2000))
+    session._audio = speech.copy()
+    length = len(speech) - SAMPLE_RATE // 2
+    cut = session._cut_point(0, length)
+    probability = session._vad.update(session._audio)
+    window = cut // 512
+    assert length // 2 <= cut < length
+    assert probability[max(0, window - 2): window + 3].mean() < 0.35  # a pause, not speech
+
+
+def test_trailing_guesses_are_dropped_from_the_final_words() -> None:
+    from saywho.streaming.engine import _without_trailing_guesses
+
+    words = [Word(0.0, 0.4, " apprehension.", 0.9), Word(0.4, 0.42, " and", 0.02), Word(0.42, 0.5, " .", 0.6)]
+    assert [w.text for w in _without_trailing_guesses(words)] == [" apprehension."]
+    assert _without_trailing_guesses([Word(0.0, 0.2, " um", 0.05)]) == []
+    kept = [Word(0.0, 0.3, " a", 0.05), Word(0.3, 0.6, " word", 0.9)]
+    assert _without_trailing_guesses(kept) == kept  # only at the end
