@@ -89,11 +89,17 @@ async def one_session(url: str, audio: np.ndarray) -> dict:
         done = asyncio.Event()
 
         async def receive() -> None:
-            while True:
+            last = time.monotonic()
+            while True:  # until 15 s pass without an event once the audio has all been sent
                 try:
-                    raw = await asyncio.wait_for(ws.recv(), 15 if done.is_set() else 600)
-                except (TimeoutError, websockets.ConnectionClosed):
+                    raw = await asyncio.wait_for(ws.recv(), 1.0)
+                except TimeoutError:
+                    if done.is_set() and time.monotonic() - last > 15:
+                        return
+                    continue
+                except websockets.ConnectionClosed:
                     return
+                last = time.monotonic()
                 event = json.loads(raw)
                 kind = event.get("type", "")
                 if kind.endswith(".delta") or kind.endswith(".completed"):

@@ -172,3 +172,19 @@ def test_trailing_guesses_are_dropped_from_the_final_words() -> None:
     assert _without_trailing_guesses([Word(0.0, 0.2, " um", 0.05)]) == []
     kept = [Word(0.0, 0.3, " a", 0.05), Word(0.3, 0.6, " word", 0.9)]
     assert _without_trailing_guesses(kept) == kept  # only at the end
+
+
+def test_freed_heap_goes_back_after_each_utterance(monkeypatch) -> None:
+    """glibc keeps freed heap; the engine trims it once an utterance's speakers are found,
+    so a long session's resident memory stays flat (bench/realtime_load.py)."""
+    from saywho.streaming import engine
+
+    trims = []
+    monkeypatch.setattr(engine, "trim_heap", lambda: trims.append(1))
+
+    def words_of(length, n, lead):
+        return [Word(0.0, 0.5, " hello", 0.95)]
+
+    session = _scripted(words_of, 1.0)
+    _feed(session, 2.5)
+    assert trims == [1]

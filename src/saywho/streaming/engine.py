@@ -46,6 +46,7 @@ import numpy as np
 from saywho.asr import whisper as asr_stage
 from saywho.asr.loops import clean_prompt, looped, unlooped
 from saywho.pipeline import run_asr
+from saywho.runtime import trim_heap
 from saywho.streaming.events import Committed, Completed, Delta, LiveEvent, SpeechStarted, SpeechStopped
 from saywho.streaming.speakers import OnlineSpeakers, join_words, piece_segments, utterance_segments
 from saywho.streaming.vad import WINDOW, SpanRules, StreamingVad, speech_spans
@@ -383,7 +384,9 @@ class LiveSession:
         if self._speakers_due is None:
             return []
         due, self._speakers_due = self._speakers_due, None
-        return self._speaker_segments(*due)
+        events = self._speaker_segments(*due)
+        trim_heap()  # the utterance's decode and diarization freed much: resident memory stays flat
+        return events
 
     def _speaker_segments(self, item: str, audio: np.ndarray, words: list[Word], t0: float) -> list[LiveEvent]:
         return list(utterance_segments(self.speakers, item, audio, words, t0, piece_s=self.options.piece_s))
