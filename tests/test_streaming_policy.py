@@ -128,9 +128,11 @@ def test_the_commit_reuses_the_pause_decode_and_completed_comes_before_the_speak
     finals = [d for d in session.decodes if not d[1]]
     assert len(finals) == 1  # the decode made when the pause began is the final one
     assert isinstance(events[-1], Completed) and not any(isinstance(e, SpeakerSegment) for e in events)
-    later = session.feed(np.zeros(1600, dtype=np.float32))  # the next call brings the speakers
-    assert [type(e).__name__ for e in later][:1] == ["SpeakerSegment"]
+    assert session.speakers_due
+    later = session.flush()  # what the server calls once `completed` has gone out
+    assert [type(e).__name__ for e in later] == ["SpeakerSegment"]
     assert later[0].item_id == events[-1].item_id
+    assert not session.speakers_due and not session.flush()
     assert not session.finish()  # nothing is left behind
 
 

@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         lagging = paced(decoded_blocks(args.source), wait=args.realtime)
     for block, lag in lagging:
         _print(session.feed(block, lag_s=lag), args.json)
+        if session.speakers_due:  # the utterance just completed: its speakers now, not with the next block
+            _print(session.flush(), args.json)
     _print(session.finish(), args.json)
     return 0
 

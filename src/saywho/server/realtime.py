@@ -422,3 +422,5 @@ class RealtimeConnection:
                 await self.send({"type": "session.updated", "event_id": _event_id(),
                                  "session": self.session_object()})
             await self._emit(events)
+            if self.engine.speakers_due:  # `completed` has gone out: now its utterance's speakers
+                await self._emit(await loop.run_in_executor(self.executor, self.engine.flush))

@@ -181,6 +181,17 @@ class LiveSession:
             return self._due_speakers() + self._step(lag_s, final=True) + self._due_speakers()
         return self.commit(lag_s=lag_s) or self._due_speakers()
 
+    @property
+    def speakers_due(self) -> bool:
+        """Whether a committed utterance's speaker segments are still to come."""
+        return self._speakers_due is not None
+
+    def flush(self) -> list[LiveEvent]:
+        """The speaker segments of the last committed utterance, if not sent yet. A commit
+        returns ``Completed`` without them; the next call (``feed``, ``commit``, ``finish``
+        or this one) brings them, so that a caller can send ``Completed`` first."""
+        return self._due_speakers()
+
     def clear(self) -> None:
         """Drop the pending audio (``input_audio_buffer.clear``)."""
         self._drop(len(self._audio))
