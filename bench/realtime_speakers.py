@@ -40,7 +40,6 @@ import report
 
 from saywho.diarization.pipeline import diarize
 from saywho.streaming import LiveOptions, LiveSession, SpeakerSegment
-from saywho.streaming import engine as engine_module
 from saywho.streaming import speakers as speakers_module
 
 JOINS = (0.4, 0.45, 0.5, 0.55, 0.6)
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="write docs/BENCHMARKS.md")
     args = parser.parse_args(argv)
     report.require_dev("diarization")
-    engine_module.diarize = _cached_diarize  # replays reuse each utterance's diarization
+    speakers_module.diarize = _cached_diarize  # replays reuse each utterance's diarization
     with report.LoadSampler() as load:
         return _run(args, load)
 

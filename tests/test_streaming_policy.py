@@ -190,3 +190,62 @@ def test_freed_heap_goes_back_after_each_utterance(monkeypatch) -> None:
     session = _scripted(words_of, 1.0)
     _feed(session, 2.5)
     assert trims == [1]
+
+
+def _words(*spec: tuple[str, float]) -> list[Word]:
+    """Words 0.4 s apart: (text, probability) each."""
+    return [Word(0.4 * i, 0.4 * i + 0.35, f" {text}", p) for i, (text, p) in enumerate(spec)]
+
+
+def test_sure_words_make_an_unsure_word_before_them_stable() -> None:
+    from saywho.streaming.engine import _firm
+
+    new = _words(("well", 0.38), ("there", 0.98), ("is", 0.95), ("much", 0.4), ("more", 0.9), ("here", 0.99))
+    # "well" alone held back everything: now the run "there is" makes it stable
+    assert _firm(new, [], edge=10.0, probability=0.8, bridge=0) == 0
+    assert _firm(new, [], edge=10.0, probability=0.8, bridge=2) == 6
+    # the run must end before the edge: "more here" ends after it, so "much" stays tentative
+    assert _firm(new, [], edge=2.0, probability=0.8, bridge=2) == 3
+    # unsure words after the last run of sure ones stay tentative
+    tail = _words(("well", 0.38), ("there", 0.98), ("is", 0.95), ("much", 0.4), ("more", 0.5))
+    assert _firm(tail, [], edge=10.0, probability=0.8, bridge=2) == 3
+
+
+def test_words_heard_by_the_last_decode_are_matched_by_text_and_time() -> None:
+    from saywho.streaming.engine import _firm, _heard_before
+
+    old = _words(("neither", 0.2), ("does", 0.5), ("i", 0.5), ("i", 0.4))
+    new = _words(("neither", 0.3), ("did", 0.5), ("i", 0.5), ("i", 0.5), ("thought", 0.5))
+    assert _heard_before(new, old) == [True, False, True, True, False]
+    assert _firm(new, old, edge=10.0, probability=0.8, bridge=0) == 1  # the agreed prefix alone
+    assert _firm(new, old, edge=10.0, probability=0.8, bridge=2) == 4  # "did" between agreed words
+    late = [Word(w.start + 2.0, w.end + 2.0, w.text, w.probability) for w in old]
+    assert _heard_before(new[1:], late) == [False, False, False, False]  # same text 2 s later: another word
+
+
+def test_an_unsure_first_word_no_longer_holds_back_the_utterance() -> None:
+    """Every decode hears the first word differently and unsure, the rest confidently: with
+    bridging the words after it come out while the speech goes on, without it only at the commit."""
+    from saywho.streaming import Committed, Delta
+
+    def words_of(length, n, lead):
+        return _words(*[(f"w0{'x' * n}", 0.3) if i == 0 else (f"w{i}", 0.95) for i in range(int(length / 0.4))])
+
+    def sent_before_commit(bridge):
+        events = _feed(_scripted(words_of, 3.6, trim_after_s=100.0, bridge_words=bridge), 5.0)
+        head = events[:next(i for i, e in enumerate(events) if isinstance(e, Committed))]
+        return [w for e in head if isinstance(e, Delta) for w in e.delta.split()]
+
+    assert sent_before_commit(0) == []
+    sent = sent_before_commit(2)
+    assert len(sent) >= 6 and sent[1:] == [f"w{i}" for i in range(1, len(sent))]
+
+
+def test_partials_give_way_as_the_lag_grows() -> None:
+    from saywho.streaming.engine import LiveOptions, partial_interval
+
+    o = LiveOptions(partial_interval_s=0.5, partial_share=0.8, max_partial_lag_s=2.0)
+    assert partial_interval(o, 0.2, 0.0) == 0.5  # fast decodes: the fixed interval
+    assert partial_interval(o, 0.8, 0.0) == pytest.approx(1.0)  # 0.8 s decodes take 80 % of the time
+    assert partial_interval(o, 0.8, 1.0) == pytest.approx(2.0)  # 1 s behind: 40 %
+    assert partial_interval(o, 0.8, 1.9) == pytest.approx(10.0)  # near the limit: a tenth of it

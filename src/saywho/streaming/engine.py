@@ -11,12 +11,14 @@ How it decides, step by step (``LiveSession.feed``; docs/realtime.md says why):
    ``max_utterance_s`` is cut at the quietest moment of its second half.
 3. **Partials with a stable prefix** (LocalAgreement-2, as in whisper_streaming): while
    an utterance grows, it is decoded again every ``partial_interval_s`` of audio (or the
-   last decode's time / ``partial_share``), with a short encoder context. After the last
-   stable word's end, the words on which two consecutive decodes agree are stable and
-   sent once as a ``Delta``; the rest is the tentative tail (``Delta.partial``). A word
-   heard once is stable too when Whisper gave it at least ``stable_probability`` and it
-   ends ``edge_guard_s`` before the decoded audio (or, in a pause, the speech) ends.
-   Past ``trim_after_s`` of stable words, partials decode only the utterance's end.
+   last decode's time over ``partial_share``, a share that shrinks with the lag), with a
+   short encoder context. After the last stable word's end, the words on which two
+   consecutive decodes agree (same text, about the same time) are sure; so is a word
+   heard once with at least ``stable_probability`` that ends ``edge_guard_s`` before the
+   decoded audio (or, in a pause, the speech) ends. The stable words run to the last
+   ``bridge_words`` sure words in a row and are sent once as a ``Delta``; the rest is
+   the tentative tail (``Delta.partial``). Past ``trim_after_s`` of stable words,
+   partials decode only the utterance's end.
 4. **Final decode.** After ``early_decode_ms`` of silence the utterance is decoded with
    Whisper's full 30 s window and the previous text as the prompt (a decode that loops
    is redone without it: ``asr/loops.py``); the commit reuses that decode when no speech
@@ -84,12 +86,16 @@ class LiveOptions:
     max_utterance_s: float = 15.0
     max_partial_lag_s: float = 2.0
     # Partial decodes take at most this share of the time (a decode of 0.5 s: one every
-    # 0.5 s / partial_share of audio), leaving the rest to the final decodes and speakers.
+    # 0.5 s / partial_share of audio), leaving the rest to the final decodes and speakers;
+    # less as the lag grows (``partial_interval``).
     partial_share: float = 0.8
     # A word heard once with this probability, ending edge_guard_s before the decoded audio,
     # is stable without a second decode (above 1: LocalAgreement-2 only).
     stable_probability: float = 0.8
     edge_guard_s: float = 0.5
+    # A run of this many sure words (agreed or confident, before the edge) makes the unsure
+    # words before it stable as well (0: only an unbroken run of sure words is stable).
+    bridge_words: int = 2
     early_decode_ms: int = 200  # a pause this long decodes at once (reused by the commit without short_context)
     # Once the stable words reach this far into an utterance, partials decode only its end:
     # from TRIM_OVERLAP_S before the last stable word (a decode of a 14 s utterance takes
@@ -108,9 +114,6 @@ class LiveOptions:
 
 def _norm(word: str) -> str:
     return re.sub(r"[^\w']", "", word.lower())
-
-
-_join = join_words
 
 
 class LiveSession:
@@ -309,7 +312,7 @@ class LiveSession:
     def _partial(self, start: int, lag_s: float, speech_end: int) -> list[LiveEvent]:
         o = self.options
         now = self._offset + len(self._audio)
-        interval = max(o.partial_interval_s, self._decode_s / o.partial_share)
+        interval = partial_interval(o, self._decode_s, lag_s)
         paused = len(self._audio) - speech_end >= o.early_decode_ms * SAMPLE_RATE / 1000
         early = paused and self._hyp_span[1] < self._offset + speech_end  # the last decode missed the speech end
         if lag_s > o.max_partial_lag_s or (now - self._last_partial_end < interval * SAMPLE_RATE and not early):
@@ -327,30 +330,23 @@ class LiveSession:
             self._final = (self._offset + start, self._offset + speech_end, hyp)
         else:
             hyp = self._decode(self._audio[start + int(skip * SAMPLE_RATE):], short=True,
-                               lead=_join(self._stable) if skip else "")
+                               lead=join_words(self._stable) if skip else "")
             if looped(hyp, (len(self._audio) - start) / SAMPLE_RATE - skip):  # never sent as stable words
                 hyp = unlooped(hyp)
         self._decode_s = time.monotonic() - began
         if skip:
             hyp = [replace(w, start=round(w.start + skip, 3), end=round(w.end + skip, 3)) for w in hyp]
-        new, old = _after(hyp, stable_end), _after(self._last_hyp, stable_end)
-        agreed = 0
-        for a, b in zip(old, new, strict=False):
-            if _norm(a.text) != _norm(b.text):
-                break
-            agreed += 1
-        # Heard once, but confidently and away from where the audio (or the speech) ends.
+        new = _after(hyp, stable_end)
         edge = (speech_end - start) / SAMPLE_RATE if paused else (len(self._audio) - start) / SAMPLE_RATE - o.edge_guard_s
-        while agreed < len(new) and new[agreed].probability >= o.stable_probability and new[agreed].end <= edge:
-            agreed += 1
+        agreed = _firm(new, _after(self._last_hyp, stable_end), edge, o.stable_probability, o.bridge_words)
         self._last_hyp = hyp
         self._hyp_span = (self._offset + start + int(skip * SAMPLE_RATE), now)
         fresh = new[:agreed]
-        delta = _join(fresh)
+        delta = join_words(fresh)
         if not self._stable:
             delta = delta.lstrip()
         self._stable += fresh
-        partial = (_join(self._stable) + _join(new[agreed:])).strip()
+        partial = (join_words(self._stable) + join_words(new[agreed:])).strip()
         if not delta and not partial:
             return []
         return [Delta(self._item_id, delta, partial, round(lag_s, 3))]
@@ -374,10 +370,10 @@ class LiveSession:
         words = _without_trailing_guesses(words)
         tail = _after(words, self._stable[-1].end if self._stable else -1.0)
         if tail:
-            text = _join(tail)
-            events.append(Delta(item, text if self._stable else text.lstrip(), _join(words).strip(),
+            text = join_words(tail)
+            events.append(Delta(item, text if self._stable else text.lstrip(), join_words(words).strip(),
                                 round(lag_s, 3)))
-        transcript = _join(words).strip()
+        transcript = join_words(words).strip()
         events.append(Completed(item, transcript, t0, t1, round(lag_s, 3)))
         events += self._due_speakers()  # an earlier utterance's, when one buffer held two
         self._speakers_due = (item, audio, words, t0)
@@ -414,6 +410,59 @@ TRAILING_GUESS = 0.1
 def _after(words: list[Word], t: float) -> list[Word]:
     """The words whose middle lies after ``t`` seconds."""
     return [w for w in words if w.start + w.end > 2 * t]
+
+
+def partial_interval(options: LiveOptions, decode_s: float, lag_s: float) -> float:
+    """Seconds of audio between two partial decodes: ``partial_interval_s``, or the last
+    decode's time over its share of the time. Behind the audio, partials give way to the
+    final decodes and speakers: the share shrinks with the lag, to a tenth near
+    ``max_partial_lag_s`` (beyond it partials stop). A fixed share of 0.8 let a loaded
+    2-core machine fall behind on every long utterance (word latency median 4.3-6.1 s
+    against 3.0-3.7 s on the same files, the same hour)."""
+    share = options.partial_share * max(0.1, 1.0 - lag_s / options.max_partial_lag_s)
+    return max(options.partial_interval_s, decode_s / share)
+
+
+# Two decodes hear "the same word" when their texts agree and their ends lie this close.
+MATCH_S = 0.6
+
+
+def _heard_before(new: list[Word], old: list[Word]) -> list[bool]:
+    """For each word of ``new``: whether ``old`` (the previous decode) has it, in order and
+    at about the same time. The words agreed from the start (LocalAgreement) always are."""
+    found, j = [], 0
+    for i, word in enumerate(new):
+        text = _norm(word.text)
+        if j == i and j < len(old) and _norm(old[j].text) == text:  # the agreed prefix
+            found.append(True)
+            j += 1
+            continue
+        k = next((k for k in range(j, len(old)) if _norm(old[k].text) == text and abs(old[k].end - word.end) <= MATCH_S),
+                 None)
+        found.append(k is not None)
+        if k is not None:
+            j = k + 1
+    return found
+
+
+def _firm(new: list[Word], old: list[Word], edge: float, probability: float, bridge: int) -> int:
+    """How many of ``new``'s first words are stable (sent once, never revised).
+
+    A word is sure when the previous decode heard it too (LocalAgreement-2), or when it was
+    heard with at least ``probability`` and ends before ``edge``. The stable words run to
+    the last of ``bridge`` sure words in a row that end before ``edge``: an unsure word
+    between sure ones ("Well," at 0.38 before a confident sentence) is taken as heard, so
+    that one doubtful word no longer holds back everything after it until the commit."""
+    sure = [heard or (w.probability >= probability and w.end <= edge)
+            for w, heard in zip(new, _heard_before(new, old), strict=True)]
+    firm = 0
+    while firm < len(sure) and sure[firm]:
+        firm += 1
+    if bridge > 0:
+        for i in range(len(new) - bridge, firm - 1, -1):  # the last run of `bridge` sure words before the edge
+            if all(sure[i:i + bridge]) and new[i + bridge - 1].end <= edge:
+                return i + bridge
+    return firm
 
 
 def _without_trailing_guesses(words: list[Word]) -> list[Word]:
