@@ -182,7 +182,7 @@ def summarize(r: dict) -> tuple[list[str], list[list[object]]]:
                      f"{s['errors']} errors; largest lag per tenth of the stream (s; -: no event): "
                      + " ".join("-" if x is None else f"{x:.1f}" for x in t) + f"; keeps up: {'yes' if keeps_up else 'no'}")
         rows.append([r["sessions"], k, f"{seconds / 60:.1f}", s["completed"], s["words"], s["errors"],
-                     f"{first:.1f}", f"{last:.1f}", "yes" if keeps_up else "no",
+                     *("-" if x == float("inf") else f"{x:.1f}" for x in (first, last)), "yes" if keeps_up else "no",
                      f"{r['rss_before']:.0f}", f"{np.median(mem[:q]):.0f}", f"{np.median(mem[-q:]):.0f}",
                      f"{max(mem):.0f}"])
     lines.append(f"sessions {r['sessions']}: server RSS (MiB) every ~{len(mem) and seconds / len(mem):.0f} s, "

@@ -430,15 +430,14 @@ MATCH_S = 0.6
 def _heard_before(new: list[Word], old: list[Word]) -> list[bool]:
     """For each word of ``new``: whether ``old`` (the previous decode) has it, in order and
     at about the same time. The words agreed from the start (LocalAgreement) always are."""
-    found, j = [], 0
-    for i, word in enumerate(new):
+    texts = [_norm(w.text) for w in old]
+    prefix = 0
+    while prefix < min(len(new), len(old)) and _norm(new[prefix].text) == texts[prefix]:
+        prefix += 1
+    found, j = [True] * prefix, prefix
+    for word in new[prefix:]:
         text = _norm(word.text)
-        if j == i and j < len(old) and _norm(old[j].text) == text:  # the agreed prefix
-            found.append(True)
-            j += 1
-            continue
-        k = next((k for k in range(j, len(old)) if _norm(old[k].text) == text and abs(old[k].end - word.end) <= MATCH_S),
-                 None)
+        k = next((k for k in range(j, len(old)) if texts[k] == text and abs(old[k].end - word.end) <= MATCH_S), None)
         found.append(k is not None)
         if k is not None:
             j = k + 1
