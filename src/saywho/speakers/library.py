@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from saywho.db import use_wal
 from saywho.errors import SpeakerLibraryError, SpeakerNotFoundError
 from saywho.settings import default_speakers_db
 from saywho.speakers.export import EXPORT_FORMAT, EXPORT_VERSION, check_name, parse_export, unit_vectors
@@ -155,7 +156,7 @@ class SpeakerLibrary:
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             if write:
-                conn.execute("PRAGMA journal_mode = WAL")
+                use_wal(conn)
                 conn.execute("BEGIN IMMEDIATE")
             else:
                 conn.execute("BEGIN")
