@@ -138,6 +138,9 @@ def test_live_labels_map_onto_final_speakers_by_shared_time() -> None:
     assert map_labels(live, final) == {"Speaker_0": "Speaker_1", "Speaker_1": "Speaker_0"}
     assert carried_names(live, final, {"Speaker_0": "Ada", "Speaker_2": "Bo"}) == {"Speaker_1": "Ada"}
     assert map_labels([], final) == {}
+    # the live session split one voice: the unnamed part does not take the name's speaker
+    split = [T(0, 3, "Speaker_0"), T(3, 10, "Speaker_1")]
+    assert carried_names(split, [T(0, 10, "Speaker_0")], {"Speaker_0": "Ada"}) == {"Speaker_0": "Ada"}
 
 
 def test_live_turns_hold_their_speakers_words_and_keep_wordless_speech() -> None:

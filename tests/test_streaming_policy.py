@@ -167,13 +167,13 @@ def test_a_long_utterance_is_cut_where_the_speech_is_quietest(speech) -> None:
 
 
 def test_trailing_guesses_are_dropped_from_the_final_words() -> None:
-    from saywho.streaming.engine import _without_trailing_guesses
+    from saywho.streaming.stable import without_trailing_guesses
 
     words = [Word(0.0, 0.4, " apprehension.", 0.9), Word(0.4, 0.42, " and", 0.02), Word(0.42, 0.5, " .", 0.6)]
-    assert [w.text for w in _without_trailing_guesses(words)] == [" apprehension."]
-    assert _without_trailing_guesses([Word(0.0, 0.2, " um", 0.05)]) == []
+    assert [w.text for w in without_trailing_guesses(words)] == [" apprehension."]
+    assert without_trailing_guesses([Word(0.0, 0.2, " um", 0.05)]) == []
     kept = [Word(0.0, 0.3, " a", 0.05), Word(0.3, 0.6, " word", 0.9)]
-    assert _without_trailing_guesses(kept) == kept  # only at the end
+    assert without_trailing_guesses(kept) == kept  # only at the end
 
 
 def test_freed_heap_goes_back_after_each_utterance(monkeypatch) -> None:
@@ -198,29 +198,29 @@ def _words(*spec: tuple[str, float]) -> list[Word]:
 
 
 def test_sure_words_make_an_unsure_word_before_them_stable() -> None:
-    from saywho.streaming.engine import _firm
+    from saywho.streaming.stable import firm
 
     new = _words(("well", 0.38), ("there", 0.98), ("is", 0.95), ("much", 0.4), ("more", 0.9), ("here", 0.99))
     # "well" alone held back everything: now the run "there is" makes it stable
-    assert _firm(new, [], edge=10.0, probability=0.8, bridge=0) == 0
-    assert _firm(new, [], edge=10.0, probability=0.8, bridge=2) == 6
+    assert firm(new, [], edge=10.0, probability=0.8, bridge=0) == 0
+    assert firm(new, [], edge=10.0, probability=0.8, bridge=2) == 6
     # the run must end before the edge: "more here" ends after it, so "much" stays tentative
-    assert _firm(new, [], edge=2.0, probability=0.8, bridge=2) == 3
+    assert firm(new, [], edge=2.0, probability=0.8, bridge=2) == 3
     # unsure words after the last run of sure ones stay tentative
     tail = _words(("well", 0.38), ("there", 0.98), ("is", 0.95), ("much", 0.4), ("more", 0.5))
-    assert _firm(tail, [], edge=10.0, probability=0.8, bridge=2) == 3
+    assert firm(tail, [], edge=10.0, probability=0.8, bridge=2) == 3
 
 
 def test_words_heard_by_the_last_decode_are_matched_by_text_and_time() -> None:
-    from saywho.streaming.engine import _firm, _heard_before
+    from saywho.streaming.stable import firm, heard_before
 
     old = _words(("neither", 0.2), ("does", 0.5), ("i", 0.5), ("i", 0.4))
     new = _words(("neither", 0.3), ("did", 0.5), ("i", 0.5), ("i", 0.5), ("thought", 0.5))
-    assert _heard_before(new, old) == [True, False, True, True, False]
-    assert _firm(new, old, edge=10.0, probability=0.8, bridge=0) == 1  # the agreed prefix alone
-    assert _firm(new, old, edge=10.0, probability=0.8, bridge=2) == 4  # "did" between agreed words
+    assert heard_before(new, old) == [True, False, True, True, False]
+    assert firm(new, old, edge=10.0, probability=0.8, bridge=0) == 1  # the agreed prefix alone
+    assert firm(new, old, edge=10.0, probability=0.8, bridge=2) == 4  # "did" between agreed words
     late = [Word(w.start + 2.0, w.end + 2.0, w.text, w.probability) for w in old]
-    assert _heard_before(new[1:], late) == [False, False, False, False]  # same text 2 s later: another word
+    assert heard_before(new[1:], late) == [False, False, False, False]  # same text 2 s later: another word
 
 
 def test_an_unsure_first_word_no_longer_holds_back_the_utterance() -> None:
@@ -249,3 +249,33 @@ def test_partials_give_way_as_the_lag_grows() -> None:
     assert partial_interval(o, 0.8, 0.0) == pytest.approx(1.0)  # 0.8 s decodes take 80 % of the time
     assert partial_interval(o, 0.8, 1.0) == pytest.approx(2.0)  # 1 s behind: 40 %
     assert partial_interval(o, 0.8, 1.9) == pytest.approx(10.0)  # near the limit: a tenth of it
+
+
+def test_the_words_after_the_stable_ones_are_found_by_text_at_the_seam() -> None:
+    """A later decode that places the last stable word 0.4 s later does not send it again;
+    a word said twice is still heard twice; a decode without the word falls back to time."""
+    from saywho.streaming.stable import past
+
+    def at(*items):  # (text, start, end)
+        return [Word(s, e, f" {t}", 0.9) for t, s, e in items]
+
+    stable = at(("well", 0.0, 0.3), ("so", 0.4, 0.6))
+    later = at(("well", 0.0, 0.4), ("so", 0.6, 1.0), ("i", 1.1, 1.2), ("don't", 1.2, 1.4))
+    assert [w.text for w in past(later, stable)] == [" i", " don't"]  # by time alone: " so" again
+    hello = at(("hello", 0.0, 0.46))
+    twice = at(("hello", 0.0, 0.44), ("hello", 0.78, 1.06), ("i", 1.4, 1.5))
+    assert [w.text for w in past(twice, hello)] == [" hello", " i"]
+    revised = at(("well", 0.0, 0.4), ("sew", 0.5, 0.6), ("i", 1.1, 1.2))
+    assert [w.text for w in past(revised, stable)] == [" i"]  # "so" heard differently: by time
+    far = at(("so", 5.0, 5.2), ("i", 5.3, 5.4))
+    assert [w.text for w in past(far, stable)] == [" so", " i"]  # the same text 4.6 s later: said again
+    assert past(later, []) == later
+
+
+def test_a_partial_that_says_a_run_of_words_twice_is_cut_before_the_second_copy() -> None:
+    from saywho.streaming.stable import before_repeat
+
+    words = _words(*[(t, 0.9) for t in ["oh", "i'm", "from", "chicago", "oh", "i'm", "from", "chicago", "i'm", "in"]])
+    assert [w.text.strip() for w in before_repeat(words)] == ["oh", "i'm", "from", "chicago"]
+    said = _words(*[(t, 0.9) for t in ["hello", "hello", "i", "didn't", "know"]])
+    assert before_repeat(said) == said  # a word or two said again is speech, not a loop

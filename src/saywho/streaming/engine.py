@@ -37,7 +37,6 @@ later, the final text is unchanged, and every event carries the lag.
 from __future__ import annotations
 
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -51,6 +50,7 @@ from saywho.pipeline import run_asr
 from saywho.runtime import trim_heap
 from saywho.streaming.events import Committed, Completed, Delta, LiveEvent, SpeechStarted, SpeechStopped
 from saywho.streaming.speakers import OnlineSpeakers, join_words, piece_segments, utterance_segments
+from saywho.streaming.stable import before_repeat, firm, past, without_trailing_guesses
 from saywho.streaming.vad import WINDOW, SpanRules, StreamingVad, speech_spans
 from saywho.types import SAMPLE_RATE, TranscribeOptions, Word
 
@@ -110,10 +110,6 @@ class LiveOptions:
     short_context: bool = True
     identify: bool = True
     cpu_threads: int = 0
-
-
-def _norm(word: str) -> str:
-    return re.sub(r"[^\w']", "", word.lower())
 
 
 class LiveSession:
@@ -333,12 +329,13 @@ class LiveSession:
                                lead=join_words(self._stable) if skip else "")
             if looped(hyp, (len(self._audio) - start) / SAMPLE_RATE - skip):  # never sent as stable words
                 hyp = unlooped(hyp)
+            hyp = before_repeat(hyp)
         self._decode_s = time.monotonic() - began
         if skip:
             hyp = [replace(w, start=round(w.start + skip, 3), end=round(w.end + skip, 3)) for w in hyp]
-        new = _after(hyp, stable_end)
+        new = past(hyp, self._stable)
         edge = (speech_end - start) / SAMPLE_RATE if paused else (len(self._audio) - start) / SAMPLE_RATE - o.edge_guard_s
-        agreed = _firm(new, _after(self._last_hyp, stable_end), edge, o.stable_probability, o.bridge_words)
+        agreed = firm(new, past(self._last_hyp, self._stable), edge, o.stable_probability, o.bridge_words)
         self._last_hyp = hyp
         self._hyp_span = (self._offset + start + int(skip * SAMPLE_RATE), now)
         fresh = new[:agreed]
@@ -367,8 +364,8 @@ class LiveSession:
             words = self._final_decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
         if speech_end is not None:
             words = [w for w in words if w.start < (speech_end - start) / SAMPLE_RATE]
-        words = _without_trailing_guesses(words)
-        tail = _after(words, self._stable[-1].end if self._stable else -1.0)
+        words = without_trailing_guesses(words)
+        tail = past(words, self._stable)
         if tail:
             text = join_words(tail)
             events.append(Delta(item, text if self._stable else text.lstrip(), join_words(words).strip(),
@@ -402,16 +399,6 @@ class LiveSession:
         return list(piece_segments(self.speakers, item, audio, words, t0, piece_s=self.options.piece_s))
 
 
-# A last word Whisper gives less than this probability is a guess at the pause after the
-# speech (" and" at 0.02 after a sentence: the previous text as the prompt invites one).
-TRAILING_GUESS = 0.1
-
-
-def _after(words: list[Word], t: float) -> list[Word]:
-    """The words whose middle lies after ``t`` seconds."""
-    return [w for w in words if w.start + w.end > 2 * t]
-
-
 def partial_interval(options: LiveOptions, decode_s: float, lag_s: float) -> float:
     """Seconds of audio between two partial decodes: ``partial_interval_s``, or the last
     decode's time over its share of the time. Behind the audio, partials give way to the
@@ -421,55 +408,6 @@ def partial_interval(options: LiveOptions, decode_s: float, lag_s: float) -> flo
     against 3.0-3.7 s on the same files, the same hour)."""
     share = options.partial_share * max(0.1, 1.0 - lag_s / options.max_partial_lag_s)
     return max(options.partial_interval_s, decode_s / share)
-
-
-# Two decodes hear "the same word" when their texts agree and their ends lie this close.
-MATCH_S = 0.6
-
-
-def _heard_before(new: list[Word], old: list[Word]) -> list[bool]:
-    """For each word of ``new``: whether ``old`` (the previous decode) has it, in order and
-    at about the same time. The words agreed from the start (LocalAgreement) always are."""
-    texts = [_norm(w.text) for w in old]
-    prefix = 0
-    while prefix < min(len(new), len(old)) and _norm(new[prefix].text) == texts[prefix]:
-        prefix += 1
-    found, j = [True] * prefix, prefix
-    for word in new[prefix:]:
-        text = _norm(word.text)
-        k = next((k for k in range(j, len(old)) if texts[k] == text and abs(old[k].end - word.end) <= MATCH_S), None)
-        found.append(k is not None)
-        if k is not None:
-            j = k + 1
-    return found
-
-
-def _firm(new: list[Word], old: list[Word], edge: float, probability: float, bridge: int) -> int:
-    """How many of ``new``'s first words are stable (sent once, never revised).
-
-    A word is sure when the previous decode heard it too (LocalAgreement-2), or when it was
-    heard with at least ``probability`` and ends before ``edge``. The stable words run to
-    the last of ``bridge`` sure words in a row that end before ``edge``: an unsure word
-    between sure ones ("Well," at 0.38 before a confident sentence) is taken as heard, so
-    that one doubtful word no longer holds back everything after it until the commit."""
-    sure = [heard or (w.probability >= probability and w.end <= edge)
-            for w, heard in zip(new, _heard_before(new, old), strict=True)]
-    firm = 0
-    while firm < len(sure) and sure[firm]:
-        firm += 1
-    if bridge > 0:
-        for i in range(len(new) - bridge, firm - 1, -1):  # the last run of `bridge` sure words before the edge
-            if all(sure[i:i + bridge]) and new[i + bridge - 1].end <= edge:
-                return i + bridge
-    return firm
-
-
-def _without_trailing_guesses(words: list[Word]) -> list[Word]:
-    """The words without the improbable or punctuation-only words at their end."""
-    end = len(words)
-    while end and (words[end - 1].probability < TRAILING_GUESS or not _norm(words[end - 1].text)):
-        end -= 1
-    return words[:end]
 
 
 def asr_key(options: LiveOptions) -> str:

@@ -42,6 +42,11 @@ def map_labels(live: Iterable[SpeakerTurn], final: Iterable[SpeakerTurn]) -> dic
 
 def carried_names(live: Iterable[SpeakerTurn], final: Iterable[SpeakerTurn],
                   names: Mapping[str, str]) -> dict[str, str]:
-    """final label -> the name its live speaker was given (``names``: live label -> name)."""
-    mapping = map_labels(live, final)
+    """final label -> the name its live speaker was given (``names``: live label -> name).
+
+    Only the named live speakers compete for the final ones: where the live session split
+    one voice in two (Ada for a few seconds, then an unnamed label for the rest), the
+    unnamed half no longer takes Ada's final speaker and her name with it."""
+    named = [t for t in live if names.get(t.speaker)]
+    mapping = map_labels(named, final)
     return {mapping[label]: name for label, name in names.items() if label in mapping and name}
