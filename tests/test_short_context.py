@@ -24,18 +24,23 @@ class FakeWhisper:
 
     model = SimpleNamespace(is_multilingual=False)
 
-    def __init__(self, ratios: list[float]) -> None:
-        self.ratios = ratios
+    def __init__(self, ratios: list[float | tuple[float, ...]]) -> None:
+        self.ratios = ratios  # per decode: one segment's ratio, or a tuple for several segments
         self.frames: list[int] = []
+        self.max_new_tokens: list[object] = []
 
     def transcribe(self, audio: np.ndarray, **kwargs: object):
-        ratio = self.ratios.pop(0)
+        ratios = self.ratios.pop(0)
+        self.max_new_tokens.append(kwargs.get("max_new_tokens"))
 
         def segments():
             features = np.zeros((80, 3_000), np.float32)
             self.frames.append(whisper._trimmed_encode(lambda f: f.shape[-1])(features))
-            yield SimpleNamespace(start=0.0, end=1.0, text=" hello", words=[], seek=0, tokens=[1],
-                                  temperature=0.0, avg_logprob=-0.1, compression_ratio=ratio, no_speech_prob=0.0)
+            for i, ratio in enumerate(ratios if isinstance(ratios, tuple) else (ratios,)):
+                word = SimpleNamespace(start=float(i), end=i + 0.5, word=f" w{i}", probability=0.9)
+                yield SimpleNamespace(start=float(i), end=i + 1.0, text=f" hello{i or ''}", words=[word], seek=0,
+                                      tokens=[1], temperature=0.0, avg_logprob=-0.1, compression_ratio=ratio,
+                                      no_speech_prob=0.0)
 
         return segments(), SimpleNamespace(language="en", language_probability=1.0)
 
@@ -58,6 +63,20 @@ def test_a_looping_short_decode_is_decoded_again_at_full_context() -> None:
     assert fake.frames == [1_000, 3_000]
     assert [s.compression_ratio for s in result.segments] == [1.2]
     assert seen == [" hello"]  # the looping decode's segments were never shown
+
+
+def test_a_short_decode_that_loops_after_its_first_segment_keeps_what_came_before() -> None:
+    """A loop on 224 tokens of ". . ." took 1.4 s where the decode takes 0.17 s: new tokens
+    are capped near what the audio can hold, and the segments before a loop are kept
+    without decoding again."""
+    fake = FakeWhisper([(1.2, 29.7, 1.1)])
+    result = whisper.transcribe(fake, np.zeros(16_000 * 3, np.float32), TranscribeOptions(short_context=True))
+    assert fake.frames == [1_000]  # no second decode
+    assert [s.text for s in result.segments] == [" hello"] and [w.text for w in result.words] == [" w0"]
+    assert fake.max_new_tokens == [whisper.short_context_tokens(3.0)] and whisper.short_context_tokens(3.0) == 50
+    assert whisper.short_context_tokens(60.0) == whisper.SHORT_CONTEXT_MAX_TOKENS
+    whisper.transcribe(fake := FakeWhisper([1.2]), np.zeros(16_000 * 3, np.float32), TranscribeOptions())
+    assert fake.max_new_tokens == [None]  # full context: Whisper's own limit
 
 
 def test_full_context_by_default() -> None:

@@ -279,3 +279,19 @@ def test_a_partial_that_says_a_run_of_words_twice_is_cut_before_the_second_copy(
     assert [w.text.strip() for w in before_repeat(words)] == ["oh", "i'm", "from", "chicago"]
     said = _words(*[(t, 0.9) for t in ["hello", "hello", "i", "didn't", "know"]])
     assert before_repeat(said) == said  # a word or two said again is speech, not a loop
+
+
+def test_words_that_echo_the_stable_ones_are_still_sent() -> None:
+    """Said: "x y z", then (another voice) "x y z q r". A decode hears the stable "x y z"
+    again before the echo: the echo is speech, not a loop, and goes out before the commit."""
+    from saywho.streaming import Committed, Delta
+
+    texts = ["x", "y", "z", "x", "y", "z", "q", "r", "s", "t"]
+
+    def words_of(length, n, lead):  # nothing heard before 2.8 s: then the echo comes in one decode
+        return _words(*[(texts[i], 0.95) for i in range(min(len(texts), int(length / 0.4)))]) if length >= 2.8 else []
+
+    session = _scripted(words_of, 6.0, trim_after_s=100.0)
+    events = [e for _ in range(38) for e in session.feed(np.zeros(1600, dtype=np.float32))]  # 3.8 s: speech goes on
+    assert not any(isinstance(e, Committed) for e in events)
+    assert [w for e in events if isinstance(e, Delta) for w in e.delta.split()][:6] == texts[:6]

@@ -329,11 +329,10 @@ class LiveSession:
                                lead=join_words(self._stable) if skip else "")
             if looped(hyp, (len(self._audio) - start) / SAMPLE_RATE - skip):  # never sent as stable words
                 hyp = unlooped(hyp)
-            hyp = before_repeat(hyp)
         self._decode_s = time.monotonic() - began
         if skip:
             hyp = [replace(w, start=round(w.start + skip, 3), end=round(w.end + skip, 3)) for w in hyp]
-        new = past(hyp, self._stable)
+        new = before_repeat(past(hyp, self._stable))  # the words it heard before them may repeat
         edge = (speech_end - start) / SAMPLE_RATE if paused else (len(self._audio) - start) / SAMPLE_RATE - o.edge_guard_s
         agreed = firm(new, past(self._last_hyp, self._stable), edge, o.stable_probability, o.bridge_words)
         self._last_hyp = hyp
