@@ -38,7 +38,8 @@ MAX_WORDS_PER_S = 6.0
 SPARE_WORDS = 5
 
 
-def _key(token: str) -> str:
+def word_key(token: str) -> str:
+    """A word as repeats and agreements compare it: lower case, letters, digits and "'"."""
     return re.sub(r"[^\w']", "", token.lower())
 
 
@@ -86,20 +87,20 @@ def looped(words: list[Word] | tuple[Word, ...], duration_s: float) -> bool:
         return True
     if get_compression_ratio(text) > LOOP_COMPRESSION_RATIO:
         return True
-    return any(copies >= MIN_REPEATS for _, _, copies in _runs([_key(w.text) for w in words]))
+    return any(copies >= MIN_REPEATS for _, _, copies in _runs([word_key(w.text) for w in words]))
 
 
 def unlooped(words: list[Word] | tuple[Word, ...]) -> list[Word]:
     """``words`` with every run of ``MIN_REPEATS`` or more copies of a unit cut to two."""
     words = list(words)
-    return _cut(words, [_key(w.text) for w in words], keep=2, at_least=MIN_REPEATS)
+    return _cut(words, [word_key(w.text) for w in words], keep=2, at_least=MIN_REPEATS)
 
 
 def clean_prompt(text: str, max_chars: int = 400) -> str:
     """The end of ``text`` (at most ``max_chars``, whole words) with every repeated run of
     words cut to one copy ("Yeah. Yeah. Yeah." -> "Yeah."); "" when nothing is left."""
     tokens = text.split()
-    kept = _cut(tokens, [_key(t) for t in tokens], keep=1, at_least=2)
+    kept = _cut(tokens, [word_key(t) for t in tokens], keep=1, at_least=2)
     out = " ".join(kept)
     if len(out) > max_chars:
         out = out[len(out) - max_chars :]

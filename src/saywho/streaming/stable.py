@@ -11,15 +11,12 @@ run of words cut before the copy; guesses at the pause dropped from the final wo
 from __future__ import annotations
 
 import difflib
-import re
 from typing import TYPE_CHECKING
+
+from saywho.asr.loops import word_key as norm
 
 if TYPE_CHECKING:
     from saywho.types import Word
-
-
-def norm(word: str) -> str:
-    return re.sub(r"[^\w']", "", word.lower())
 
 
 # A last word Whisper gives less than this probability is a guess at the pause after the
