@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace, load: report.LoadSampler) -> int:
         segments, began = [], time.process_time()
         for i in range(0, len(x), 1600):
             segments += [e for e in session.feed(x[i:i + 1600]) if isinstance(e, SpeakerSegment)]
-        segments += [e for e in session.finish() if isinstance(e, SpeakerSegment)]
+        segments += [e for e in session.finish() + session.flush() if isinstance(e, SpeakerSegment)]
         total_cpu = time.process_time() - began
         duration = len(x) / 16000
         offline = diarize(x)

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if session.speakers_due:  # the utterance just completed: its speakers now, not with the next block
             _print(session.flush(), args.json)
     _print(session.finish(), args.json)
+    _print(session.flush(), args.json)  # the last utterance's speakers
     return 0
 
 

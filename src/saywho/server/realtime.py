@@ -396,6 +396,7 @@ class RealtimeConnection:
                                      code="input_audio_buffer_commit_empty", event_id=value)
             elif kind == "finish":
                 await self._emit(await loop.run_in_executor(self.executor, self.engine.finish))
+                await self._emit(await loop.run_in_executor(self.executor, self.engine.flush))
                 await self._hand_off(notify=True)
             elif kind == "rename":
                 label, name, event_id = value
@@ -413,6 +414,7 @@ class RealtimeConnection:
                 options, model_name = value
                 if options != self.options:  # a new engine; the speakers heard so far stay
                     events = await loop.run_in_executor(self.executor, self.engine.finish)
+                    events += await loop.run_in_executor(self.executor, self.engine.flush)
                     speakers = self.engine.speakers
                     self.engine = LiveSession(options, manager=self.manager, known=self.known)
                     self.engine.speakers = speakers

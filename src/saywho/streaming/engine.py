@@ -19,7 +19,8 @@ How it decides, step by step (``LiveSession.feed``; docs/realtime.md says why):
    ``bridge_words`` sure words in a row and are sent once as a ``Delta``; the rest is
    the tentative tail (``Delta.partial``). Past ``trim_after_s`` of stable words,
    partials decode only the utterance's end.
-4. **Final decode.** After ``early_decode_ms`` of silence the utterance is decoded with
+4. **Final decode.** After ``early_decode_ms`` of silence (timed from the first quiet
+   window: ``speech_spans`` ends a span where a pause began) the utterance is decoded with
    Whisper's full 30 s window and the previous text as the prompt (a decode that loops
    is redone without it: ``asr/loops.py``); the commit reuses that decode when no speech
    came since. Its words beyond the stable ones are the last delta; ``Completed`` holds
@@ -62,7 +63,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-# Audio kept after the end of speech found by VAD (which already pads 100 ms).
+# VAD's speech spans are padded by this much on each side: a pause the VAD heard begins
+# this long before the end of its span.
+VAD_PAD_MS = 100
+# Audio kept after the end of speech found by VAD (which already pads VAD_PAD_MS).
 END_PADDING_S = 0.3
 # A partial that decodes only the end of an utterance starts this long before the last
 # stable word ends: the words there are heard again, and matched by time.
@@ -96,7 +100,10 @@ class LiveOptions:
     # A run of this many sure words (agreed or confident, before the edge) makes the unsure
     # words before it stable as well (0: only an unbroken run of sure words is stable).
     bridge_words: int = 2
-    early_decode_ms: int = 200  # a pause this long decodes at once (reused by the commit without short_context)
+    # A pause this long decodes the utterance at once, as the commit will (reused by it when no
+    # speech came since). Never before the pause holds the END_PADDING_S the commit keeps:
+    # cut 0.1 s after the speech, tiny.en added "and then we'll see you in the next one."
+    early_decode_ms: int = 400
     # Once the stable words reach this far into an utterance, partials decode only its end:
     # from TRIM_OVERLAP_S before the last stable word (a decode of a 14 s utterance takes
     # about three times one of 4 s). Above max_utterance_s: always the whole utterance.
@@ -165,19 +172,20 @@ class LiveSession:
         return events + self._step(lag_s)
 
     def commit(self, *, lag_s: float = 0.0) -> list[LiveEvent]:
-        """End the current utterance now (the client's ``input_audio_buffer.commit``)."""
+        """End the current utterance now (the client's ``input_audio_buffer.commit``). Its
+        ``Completed`` does not wait for its speakers: ``flush()`` brings them."""
         if not len(self._audio):
             return []
         events = self._due_speakers()
         if not self._in_speech:
             events.append(SpeechStarted(self._item_id, self._offset / SAMPLE_RATE))
-        events += self._commit(0, len(self._audio), lag_s)
-        return events + self._due_speakers()
+        return events + self._commit(0, len(self._audio), lag_s)
 
     def finish(self, *, lag_s: float = 0.0) -> list[LiveEvent]:
-        """End of the stream: the speech still pending becomes a last utterance."""
+        """End of the stream: the speech still pending becomes a last utterance. As with
+        ``commit``, its speakers come from ``flush()``, after its ``Completed`` has gone out."""
         if self.options.turn_detection:
-            return self._due_speakers() + self._step(lag_s, final=True) + self._due_speakers()
+            return self._due_speakers() + self._step(lag_s, final=True)
         return self.commit(lag_s=lag_s) or self._due_speakers()
 
     @property
@@ -187,8 +195,9 @@ class LiveSession:
 
     def flush(self) -> list[LiveEvent]:
         """The speaker segments of the last committed utterance, if not sent yet. A commit
-        returns ``Completed`` without them; the next call (``feed``, ``commit``, ``finish``
-        or this one) brings them, so that a caller can send ``Completed`` first."""
+        (by VAD in ``feed``, by ``commit`` or by ``finish``) returns ``Completed`` without
+        them; the next call (``feed``, ``commit`` or this one) brings them, so that a caller
+        can send ``Completed`` first. After ``finish``, call this for the last ones."""
         return self._due_speakers()
 
     def clear(self) -> None:
@@ -217,14 +226,14 @@ class LiveSession:
                 self._drop(max(0, len(self._audio) - pad))
                 break
             first, end = spans[0]
-            start = max(0, first - pad + int(0.1 * SAMPLE_RATE))  # VAD already pads 100 ms
+            start = max(0, first - pad + VAD_PAD_MS * SAMPLE_RATE // 1000)  # VAD already pads
             if not self._in_speech:
                 self._in_speech = True
                 events.append(SpeechStarted(self._item_id, (self._offset + start) / SAMPLE_RATE))
-            silence = len(self._audio) - end
+            silence = len(self._audio) - end + VAD_PAD_MS * SAMPLE_RATE // 1000  # since the VAD heard the pause begin
             if len(spans) > 1 or silence >= o.silence_duration_ms * SAMPLE_RATE / 1000:
                 # Whisper drops a last word cut tight at the VAD's edge: keep some of the pause.
-                tail = min(int(END_PADDING_S * SAMPLE_RATE), (spans[1][0] - end) // 2 if len(spans) > 1 else silence)
+                tail = min(int(END_PADDING_S * SAMPLE_RATE), (spans[1][0] - end) // 2 if len(spans) > 1 else len(self._audio) - end)
                 events += self._commit(start, end + tail, lag_s, speech_end=end)
                 continue  # more speech may already wait in the buffer
             if final:
@@ -255,7 +264,7 @@ class LiveSession:
         o = self.options
         probabilities = self._vad.update(self._audio)
         return speech_spans(probabilities, len(self._audio), SpanRules(
-            threshold=o.threshold, min_silence_ms=o.silence_duration_ms, pad_ms=100, min_speech_ms=250))
+            threshold=o.threshold, min_silence_ms=o.silence_duration_ms, pad_ms=VAD_PAD_MS, min_speech_ms=250))
 
     def _drop(self, samples: int) -> None:
         self._audio = self._audio[samples:]
@@ -309,8 +318,13 @@ class LiveSession:
         o = self.options
         now = self._offset + len(self._audio)
         interval = partial_interval(o, self._decode_s, lag_s)
-        paused = len(self._audio) - speech_end >= o.early_decode_ms * SAMPLE_RATE / 1000
-        early = paused and self._hyp_span[1] < self._offset + speech_end  # the last decode missed the speech end
+        pause = len(self._audio) - speech_end + VAD_PAD_MS * SAMPLE_RATE // 1000
+        paused = pause >= o.early_decode_ms * SAMPLE_RATE / 1000 and \
+            len(self._audio) - speech_end >= END_PADDING_S * SAMPLE_RATE
+        # The pause's final decode is not done yet (when it is, nothing new is heard until the speech goes on).
+        early = paused and (self._final is None or self._final[:2] != (self._offset + start, self._offset + speech_end))
+        if paused and not early:
+            return []
         if lag_s > o.max_partial_lag_s or (now - self._last_partial_end < interval * SAMPLE_RATE and not early):
             return []
         self._last_partial_end = now
@@ -321,7 +335,7 @@ class LiveSession:
         began = time.monotonic()
         if early:  # a pause: the decode the commit needs, done now and kept for it
             skip = 0.0
-            end = speech_end + min(int(END_PADDING_S * SAMPLE_RATE), len(self._audio) - speech_end)
+            end = speech_end + int(END_PADDING_S * SAMPLE_RATE)  # the audio the commit will decode
             hyp = self._final_decode(self._audio[start:end])
             self._final = (self._offset + start, self._offset + speech_end, hyp)
         else:

@@ -61,8 +61,10 @@ class StreamingVad:
 def speech_spans(probabilities: np.ndarray, length: int, rules: SpanRules) -> list[tuple[int, int]]:
     """Speech spans ``[(start, end)]`` in samples of a buffer of ``length`` samples whose
     windows scored ``probabilities``. Speech runs from a window at ``threshold`` or above
-    until ``min_silence_ms`` of windows below ``threshold - 0.15``; speech still going on
-    at the end of the buffer ends there."""
+    until ``min_silence_ms`` of windows below ``threshold - 0.15``. Speech still going on
+    at the end of the buffer ends there; speech followed by a shorter silence at the end of
+    the buffer ends where that silence began (plus the padding), so that a caller sees the
+    pause grow from its first window, not only once it is ``min_silence_ms`` long."""
     low = max(rules.threshold - 0.15, 0.01)
     min_silence = rules.min_silence_ms * SAMPLE_RATE / 1000
     raw: list[tuple[int, int]] = []
@@ -82,7 +84,9 @@ def speech_spans(probabilities: np.ndarray, length: int, rules: SpanRules) -> li
     if start is not None:
         raw.append((start, length))
     min_speech = rules.min_speech_ms * SAMPLE_RATE / 1000
-    raw = [(a, b) for a, b in raw if b - a > min_speech]
+    raw = [(a, b) for a, b in raw if b - a > min_speech]  # speech going on is measured to the end
+    if quiet is not None and raw and raw[-1][1] == length:
+        raw[-1] = (raw[-1][0], quiet)
     pad = rules.pad_ms * SAMPLE_RATE // 1000
     spans: list[tuple[int, int]] = []
     for i, (a, b) in enumerate(raw):
