@@ -342,3 +342,20 @@ def test_words_that_echo_the_stable_ones_are_still_sent() -> None:
     events = [e for _ in range(38) for e in session.feed(np.zeros(1600, dtype=np.float32))]  # 3.8 s: speech goes on
     assert not any(isinstance(e, Committed) for e in events)
     assert [w for e in events if isinstance(e, Delta) for w in e.delta.split()][:6] == texts[:6]
+
+
+def test_the_final_decode_of_a_long_utterance_reads_a_short_encoder_context() -> None:
+    """Utterances of ``final_short_context_s`` (12 s) or more are finally decoded with the
+    short encoder context (the utterance plus 2 s is most of the 30 s window by then, in
+    two thirds of the time); shorter ones with the whole window."""
+    from saywho.streaming import Completed
+
+    def words_of(length, n, lead):
+        return [Word(0.4 * i, 0.4 * i + 0.35, f" w{i}", 0.95) for i in range(int(min(length, 13.0) / 0.4))]
+
+    for speech_s, short in [(13.0, True), (5.0, False)]:
+        session = _scripted(words_of, speech_s, max_utterance_s=15.0)
+        events = _feed(session, speech_s + 1.0)
+        assert any(isinstance(e, Completed) for e in events)
+        finals = [d for d in session.decodes if d[0] >= speech_s]  # the decodes that heard it all
+        assert finals and all(s == short for _, s, _ in finals), (speech_s, session.decodes)
