@@ -21,7 +21,8 @@ How it decides, step by step (``LiveSession.feed``; docs/realtime.md says why):
    partials decode only the utterance's end.
 4. **Final decode.** After ``early_decode_ms`` of silence (timed from the first quiet
    window: ``speech_spans`` ends a span where a pause began) the utterance is decoded with
-   Whisper's full 30 s window and the previous text as the prompt (a decode that loops
+   Whisper's full 30 s window (the short context from ``final_short_context_s`` of
+   utterance on) and the previous text as the prompt (a decode that loops
    is redone without it: ``asr/loops.py``); the commit reuses that decode when no speech
    came since. Its words beyond the stable ones are the last delta; ``Completed`` holds
    the whole text, without trailing guesses.
