@@ -277,3 +277,13 @@ def test_audio_that_arrives_late_in_one_block_still_makes_utterances_of_at_most_
     assert len(items) >= 2
     assert all(e.end - e.start <= 15.0 + 1e-6 for e in items), [(e.start, e.end) for e in items]
     assert items[-1].end == pytest.approx(25.0, abs=0.01)
+
+
+def test_an_utterance_without_words_has_no_speaker_pieces() -> None:
+    """A committed utterance whose words were all dropped (heard after the speech's end)
+    gives no segments, rather than an IndexError in the speaker step."""
+    from saywho.streaming.speakers import piece_segments, utterance_segments
+
+    audio = np.zeros(16_000, dtype=np.float32)
+    assert piece_segments(OnlineSpeakers(), "item_0", audio, [], 0.0) == []
+    assert utterance_segments(OnlineSpeakers(), "item_0", audio, [], 0.0) == []

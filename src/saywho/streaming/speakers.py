@@ -200,6 +200,8 @@ def utterance_segments(speakers: OnlineSpeakers, item: str, audio: np.ndarray, w
 def piece_segments(speakers: OnlineSpeakers, item: str, audio: np.ndarray, words: Sequence[Word], t0: float,
                *, piece_s: float = 2.0) -> list[SpeakerSegment]:
     """Words grouped into pieces of about ``piece_s``, each piece's fingerprint assigned."""
+    if not words:
+        return []
     pieces = word_pieces(words, piece_s)
     features = embedding.fbank(audio)  # (T, 80)
     centers = embedding.feature_frame_centers(len(features))  # (T,)
