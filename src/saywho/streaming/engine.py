@@ -67,6 +67,7 @@ logger = logging.getLogger(__name__)
 # VAD's speech spans are padded by this much on each side: a pause the VAD heard begins
 # this long before the end of its span.
 VAD_PAD_MS = 100
+_VAD_PAD = VAD_PAD_MS * SAMPLE_RATE // 1000  # samples
 # Audio kept after the end of speech found by VAD (which already pads VAD_PAD_MS).
 END_PADDING_S = 0.3
 # A partial that decodes only the end of an utterance starts this long before the last
@@ -232,11 +233,11 @@ class LiveSession:
                 self._drop(max(0, len(self._audio) - pad))
                 break
             first, end = spans[0]
-            start = max(0, first - pad + VAD_PAD_MS * SAMPLE_RATE // 1000)  # VAD already pads
+            start = max(0, first - pad + _VAD_PAD)  # VAD already pads
             if not self._in_speech:
                 self._in_speech = True
                 events.append(SpeechStarted(self._item_id, (self._offset + start) / SAMPLE_RATE))
-            silence = len(self._audio) - end + VAD_PAD_MS * SAMPLE_RATE // 1000  # since the VAD heard the pause begin
+            silence = len(self._audio) - end + _VAD_PAD  # since the VAD heard the pause begin
             if len(spans) > 1 or silence >= o.silence_duration_ms * SAMPLE_RATE / 1000:
                 # Whisper drops a last word cut tight at the VAD's edge: keep some of the pause.
                 tail = min(int(END_PADDING_S * SAMPLE_RATE), (spans[1][0] - end) // 2 if len(spans) > 1 else len(self._audio) - end)
@@ -249,7 +250,7 @@ class LiveSession:
                 # At most max_len: a caller that fell behind may bring many seconds in one feed.
                 events += self._commit(start, start + self._cut_point(start, max_len), lag_s)
                 continue
-            events += self._partial(start, lag_s, speech_end=end)
+            events += self._partial(start, lag_s, speech_end=end, pause=silence)
             break
         return events
 
@@ -320,11 +321,12 @@ class LiveSession:
                 words = unlooped(words)
         return words
 
-    def _partial(self, start: int, lag_s: float, speech_end: int) -> list[LiveEvent]:
+    def _partial(self, start: int, lag_s: float, speech_end: int, pause: int) -> list[LiveEvent]:
+        """A partial decode of the growing utterance, or its final decode once ``pause``
+        (samples of quiet since the speech paused) is ``early_decode_ms`` long."""
         o = self.options
         now = self._offset + len(self._audio)
         interval = partial_interval(o, self._decode_s, lag_s)
-        pause = len(self._audio) - speech_end + VAD_PAD_MS * SAMPLE_RATE // 1000
         paused = pause >= o.early_decode_ms * SAMPLE_RATE / 1000 and \
             len(self._audio) - speech_end >= END_PADDING_S * SAMPLE_RATE
         # The pause's final decode is not done yet (when it is, nothing new is heard until the speech goes on).
