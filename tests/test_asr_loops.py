@@ -49,7 +49,7 @@ def test_a_live_final_decode_that_loops_is_decoded_again_without_the_prompt() ->
             end = min(len(self._audio), int(max(0.0, 3.0 - self._offset / SAMPLE_RATE) * SAMPLE_RATE))
             return [(0, end)] if end > 0 else []
 
-        def _decode(self, audio, *, short=False, prompt=True, lead=""):
+        def _decode(self, audio, *, short=False, prompt=True, lead="", rest=True):
             options = self._asr_options(short=short, prompt=prompt, lead=lead)
             self.prompts.append(options.initial_prompt)
             if options.initial_prompt and not short:  # the prompt drags the final decode into a loop

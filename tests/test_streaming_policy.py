@@ -63,7 +63,7 @@ def _scripted(words_of, speech_s: float, **options):
             end = min(self._offset + len(self._audio), int(speech_s * SAMPLE_RATE)) - self._offset
             return [(0, end)] if end > 0 else []
 
-        def _decode(self, audio, *, short=False, prompt=True, lead=""):
+        def _decode(self, audio, *, short=False, prompt=True, lead="", rest=True):
             self.decodes.append((len(audio) / SAMPLE_RATE, short, lead))
             return words_of(len(audio) / SAMPLE_RATE, len(self.decodes), lead)
 
@@ -173,7 +173,7 @@ def test_the_final_decode_starts_early_in_the_pause_and_completed_comes_as_the_s
     from saywho.streaming.engine import VAD_PAD_MS, LiveOptions, LiveSession
 
     class Counted(LiveSession):
-        def _decode(self, audio, *, short=False, prompt=True, lead=""):
+        def _decode(self, audio, *, short=False, prompt=True, lead="", rest=True):
             self.decodes.append((self.received_s, short))
             return [Word(0.0, 0.5, " hello", 0.95)]
 
@@ -359,3 +359,58 @@ def test_the_final_decode_of_a_long_utterance_reads_a_short_encoder_context() ->
         assert any(isinstance(e, Completed) for e in events)
         finals = [d for d in session.decodes if d[0] >= speech_s]  # the decodes that heard it all
         assert finals and all(s == short for _, s, _ in finals), (speech_s, session.decodes)
+
+
+def test_a_decode_leaves_the_rest_after_a_word_near_the_end_undecoded(speech, monkeypatch) -> None:
+    """faster-whisper decodes the audio after an unfinished last segment in a window of its
+    own; with ``skip_rest_s`` a decode whose word ends that close to the end stops there:
+    the same words up to it, one window fewer (real tiny.en on partials cut mid-speech)."""
+    from dataclasses import replace
+
+    import faster_whisper.transcribe as fw
+
+    from saywho.pipeline import run_asr
+    from saywho.streaming import LiveOptions, LiveSession
+
+    windows: list[int] = []
+    generate = fw.WhisperModel.generate_with_fallback
+
+    def counted(self, *args, **kwargs):
+        windows[-1] += 1
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(fw.WhisperModel, "generate_with_fallback", counted)
+    options = LiveSession(LiveOptions())._asr_options(short=True)
+    assert options.skip_rest_s == 0.5 and options.short_context
+    saved = 0
+    for end in range(int(1.5 * SAMPLE_RATE), len(speech), int(0.7 * SAMPLE_RATE)):
+        windows.append(0)
+        every = run_asr(speech[:end], replace(options, skip_rest_s=0.0)).words
+        windows.append(0)
+        stopped = run_asr(speech[:end], options).words
+        assert stopped == every[:len(stopped)]
+        assert windows[-1] <= windows[-2]
+        if stopped and stopped[-1].end >= end / SAMPLE_RATE - 0.5:
+            assert windows[-1] == 1
+        saved += windows[-2] - windows[-1]
+    assert saved >= 3
+    # A client's commit or the length limit's cut may end in speech: its final decode reads it all.
+    assert LiveSession(LiveOptions())._asr_options(rest=False).skip_rest_s == 0.0
+
+
+def test_utterances_do_not_depend_on_how_the_audio_is_grouped(speech) -> None:
+    """A server that fell behind feeds seconds at once: the VAD still steps every 0.2 s of
+    audio, so the utterances (their times and their text) are those of 100 ms feeds."""
+    from saywho.streaming import Completed, LiveOptions, LiveSession
+
+    def completed(block_s: float) -> list[tuple[str, float, float]]:
+        session, block, out = LiveSession(LiveOptions(identify=False)), int(block_s * SAMPLE_RATE), []
+        for i in range(0, len(speech), block):
+            out += session.feed(speech[i:i + block])
+        out += session.finish()
+        return [(e.transcript, e.start, e.end) for e in out if isinstance(e, Completed)]
+
+    paced = completed(0.1)
+    assert len(paced) == 3 and all(text for text, _, _ in paced)
+    assert completed(1.3) == paced
+    assert completed(0.07) == paced

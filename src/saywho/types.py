@@ -222,6 +222,11 @@ class TranscribeOptions:
     # Encode only the audio (plus 2 s, at least 10 s) instead of Whisper's 30 s window:
     # live decoding of short utterances in about a third of the time (asr.whisper).
     short_context: bool = False
+    # Stop once a segment's last word ends this close to the audio's end (0: off). After
+    # a window whose last segment is unfinished (the audio ends in speech, or a pause kept
+    # after it), faster-whisper decodes the rest from the last word on in a window of its
+    # own: half of a live partial decode's time, for a fragment or a guess. Live decodes only.
+    skip_rest_s: float = 0.0
 
     @property
     def diarize_options(self) -> DiarizeOptions:

@@ -254,6 +254,8 @@ def _transcribe(
         if on_segment is not None:
             on_segment(segments[-1])
         hook("asr", completed=min(raw.end, duration), total=duration)
+        if options.skip_rest_s and seg_words and seg_words[-1].end >= duration - options.skip_rest_s:
+            break  # the rest would be decoded in a window of its own (see TranscribeOptions)
     hook("asr", completed=duration, total=duration)
     return AsrResult(
         language=info.language,

@@ -122,6 +122,11 @@ class LiveOptions:
     # and those long decodes are the slowest `completed` events. Shorter utterances keep the
     # full window (see short_context). Infinity: never.
     final_short_context_s: float = 12.0
+    # A decode stops once a word ends this close to the end of its audio (partials: the
+    # rest lies in the edge guard; final decodes at a pause: in the 0.4 s of pause kept, plus
+    # 0.1 s). faster-whisper would decode that rest in a window of its own, from the last
+    # word on, in 90 % of partials: a fragment or a guess, for half of a partial's time.
+    skip_rest_s: float = 0.5
     identify: bool = True
     cpu_threads: int = 0
 
@@ -170,13 +175,21 @@ class LiveSession:
     def feed(self, samples: np.ndarray, *, lag_s: float = 0.0) -> list[LiveEvent]:
         """Add 16 kHz mono float32 audio; returns the events it caused."""
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
-        self._audio = np.concatenate([self._audio, samples])
-        self._since_vad += len(samples)
         events = self._due_speakers()
-        if self._since_vad < self.options.vad_step_s * SAMPLE_RATE:
-            return events
-        self._since_vad = 0
-        return events + self._step(lag_s)
+        # One VAD step per vad_step_s of audio however the caller groups it (a server that
+        # fell behind brings seconds in one call): where utterances begin and end, and so
+        # their text, do not depend on the load. Partials only at the last step of the call.
+        step = max(1, int(self.options.vad_step_s * SAMPLE_RATE))
+        done = 0
+        while done < len(samples):
+            take = min(len(samples) - done, max(1, step - self._since_vad))
+            self._audio = np.concatenate([self._audio, samples[done:done + take]])
+            self._since_vad += take
+            done += take
+            if self._since_vad >= step:
+                self._since_vad = 0
+                events += self._step(lag_s, partials=done == len(samples))
+        return events
 
     def commit(self, *, lag_s: float = 0.0) -> list[LiveEvent]:
         """End the current utterance now (the client's ``input_audio_buffer.commit``). Its
@@ -214,7 +227,7 @@ class LiveSession:
 
     # ------------------------------------------------------------------ steps
 
-    def _step(self, lag_s: float, final: bool = False) -> list[LiveEvent]:
+    def _step(self, lag_s: float, final: bool = False, partials: bool = True) -> list[LiveEvent]:
         o = self.options
         max_len = int(o.max_utterance_s * SAMPLE_RATE)
         if not o.turn_detection:
@@ -250,7 +263,8 @@ class LiveSession:
                 # At most max_len: a caller that fell behind may bring many seconds in one feed.
                 events += self._commit(start, start + self._cut_point(start, max_len), lag_s)
                 continue
-            events += self._partial(start, lag_s, speech_end=end, pause=silence)
+            if partials:
+                events += self._partial(start, lag_s, speech_end=end, pause=silence)
             break
         return events
 
@@ -291,32 +305,38 @@ class LiveSession:
     def _new_id() -> str:
         return f"item_{uuid.uuid4().hex[:20]}"
 
-    def _asr_options(self, *, short: bool = False, prompt: bool = True, lead: str = "") -> TranscribeOptions:
+    def _asr_options(self, *, short: bool = False, prompt: bool = True, lead: str = "",
+                     rest: bool = True) -> TranscribeOptions:
         o = self.options
         text = f"{self._context if prompt else ''} {lead}".strip()
         return TranscribeOptions(model=o.model, language=o.language, diarize=False, vad_filter=False,
                                  condition_on_previous_text=False,
                                  initial_prompt=clean_prompt(text) or None,
-                                 cpu_threads=o.cpu_threads, identify=False, short_context=short and o.short_context)
+                                 cpu_threads=o.cpu_threads, identify=False, short_context=short and o.short_context,
+                                 skip_rest_s=o.skip_rest_s if rest else 0.0)
 
-    def _decode(self, audio: np.ndarray, *, short: bool = False, prompt: bool = True, lead: str = "") -> list[Word]:
+    def _decode(self, audio: np.ndarray, *, short: bool = False, prompt: bool = True, lead: str = "",
+                rest: bool = True) -> list[Word]:
         """Words of ``audio``; ``short``: with the short encoder context (partials while the
         speech goes on), else Whisper's 30 s window (the decode that becomes the final text);
         ``prompt``: with the session's previous text as the prompt; ``lead``: the words
-        heard before ``audio`` starts, after that prompt."""
-        options = self._asr_options(short=short, prompt=prompt, lead=lead)
+        heard before ``audio`` starts, after that prompt; ``rest``: whether the rest after a
+        word ending within ``skip_rest_s`` of the end may be left undecoded."""
+        options = self._asr_options(short=short, prompt=prompt, lead=lead, rest=rest)
         return list(run_asr(audio, options, manager=self.manager).words)
 
-    def _final_decode(self, audio: np.ndarray) -> list[Word]:
+    def _final_decode(self, audio: np.ndarray, *, paused: bool) -> list[Word]:
         """The committed utterance's words. A decode that loops (``asr.loops``) is done again
         without the prompt, which is what usually starts a loop; if that loops as well, its
-        repeated runs are cut to two copies."""
+        repeated runs are cut to two copies. ``paused``: the audio ends in the pause the VAD
+        heard (the rest after the last words may be left undecoded); else it may end in speech
+        (a client's commit, the length limit's cut)."""
         duration = len(audio) / SAMPLE_RATE
-        words = self._decode(audio, short=duration >= self.options.final_short_context_s)
+        words = self._decode(audio, short=duration >= self.options.final_short_context_s, rest=paused)
         if looped(words, duration):
             logger.debug("final decode of %.1f s looped (%d words); decoding again without the prompt",
                          duration, len(words))
-            words = self._decode(audio, prompt=False)
+            words = self._decode(audio, prompt=False, rest=paused)
             if looped(words, duration):
                 words = unlooped(words)
         return words
@@ -344,7 +364,7 @@ class LiveSession:
         if early:  # a pause: the decode the commit needs, done now and kept for it
             skip = 0.0
             end = speech_end + int(END_PADDING_S * SAMPLE_RATE)  # the audio the commit will decode
-            hyp = self._final_decode(self._audio[start:end])
+            hyp = self._final_decode(self._audio[start:end], paused=True)
             self._final = (self._offset + start, self._offset + speech_end, hyp)
         else:
             hyp = self._decode(self._audio[start + int(skip * SAMPLE_RATE):], short=True,
@@ -382,7 +402,7 @@ class LiveSession:
         if speech_end is not None and final is not None and final[:2] == (self._offset + start, self._offset + speech_end):
             words = list(final[2])  # decoded when the pause began, and no speech came since
         else:
-            words = self._final_decode(audio) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
+            words = self._final_decode(audio, paused=speech_end is not None) if len(audio) >= int(0.1 * SAMPLE_RATE) else []
         if speech_end is not None:
             words = [w for w in words if w.start < (speech_end - start) / SAMPLE_RATE]
         words = without_trailing_guesses(words)
