@@ -251,8 +251,12 @@ def test_finished_session_becomes_a_job_with_the_offline_transcript(server: Runn
     async def scenario() -> tuple[str, list[dict]]:
         ws, _ = await _raw(server)
         await ws.send(json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {
-            "input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}))
-        await _next(ws, "session.updated")
+            "input": {"format": {"type": "audio/pcm", "rate": 16000},
+                      "turn_detection": {"type": "server_vad", "silence_duration_ms": 600}}}}}))
+        updated = await _next(ws, "session.updated")
+        # fields left out take saywho's defaults, as session.created reported them
+        assert updated["session"]["audio"]["input"]["turn_detection"] == {
+            "type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 500, "silence_duration_ms": 600}
         for i in range(0, len(speech), 3200):
             await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                       "audio": base64.b64encode(speech[i:i + 3200]).decode()}))

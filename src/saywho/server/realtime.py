@@ -318,9 +318,13 @@ class RealtimeConnection:
             if td is None:
                 options = replace(options, turn_detection=False)
             elif isinstance(td, dict) and td.get("type", "server_vad") == "server_vad":
-                options = replace(options, turn_detection=True, threshold=float(td.get("threshold", 0.5)),
-                                  prefix_padding_ms=int(td.get("prefix_padding_ms", 300)),
-                                  silence_duration_ms=int(td.get("silence_duration_ms", 500)))
+                # Fields left out take saywho's defaults (those session.created reported): a
+                # prefix of 300 ms (OpenAI's) cut "Ask" off "Ask not" when a client named no prefix.
+                default = LiveOptions()
+                options = replace(options, turn_detection=True,
+                                  threshold=float(td.get("threshold", default.threshold)),
+                                  prefix_padding_ms=int(td.get("prefix_padding_ms", default.prefix_padding_ms)),
+                                  silence_duration_ms=int(td.get("silence_duration_ms", default.silence_duration_ms)))
                 if not 0.0 < options.threshold < 1.0 or options.silence_duration_ms < 100:
                     raise InvalidOptionError("turn_detection: threshold must lie in (0, 1) and "
                                              "silence_duration_ms be at least 100", param="turn_detection")
