@@ -30,7 +30,7 @@ def _every_field_changed() -> TranscribeOptions:
         model="base", language="fr", task="translate", diarize=False, speakers=SpeakerCount(min=2, max=5),
         initial_prompt="Glossary: saywho", hotwords="saywho", temperature=(0.0, 0.3), condition_on_previous_text=True,
         beam_size=5, vad_filter=False, device="cuda",
-        compute_type="float16", cpu_threads=3, identify=False, block_gap_s=0.7, short_context=True,
+        compute_type="float16", cpu_threads=3, identify=False, block_gap_s=0.7, short_context=True, skip_rest_s=0.5,
     )
     defaults = TranscribeOptions()
     same = [f.name for f in dataclasses.fields(options) if getattr(options, f.name) == getattr(defaults, f.name)]
