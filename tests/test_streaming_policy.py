@@ -414,3 +414,16 @@ def test_utterances_do_not_depend_on_how_the_audio_is_grouped(speech) -> None:
     assert len(paced) == 3 and all(text for text, _, _ in paced)
     assert completed(1.3) == paced
     assert completed(0.07) == paced
+
+
+def test_a_call_that_brings_a_step_and_a_half_still_gets_its_partial() -> None:
+    """Partials run at the last VAD step a call brings, even when audio remains after it."""
+    from saywho.streaming import LiveOptions, LiveSession
+
+    session = LiveSession(LiveOptions(identify=False))
+    seen: list[bool] = []
+    session._step = lambda lag_s, final=False, partials=True: seen.append(partials) or []  # type: ignore[method-assign]
+    session.feed(np.zeros(int(0.5 * SAMPLE_RATE), np.float32))  # steps at 0.2 and 0.4 s, 0.1 s left over
+    assert seen == [False, True]
+    session.feed(np.zeros(int(0.1 * SAMPLE_RATE), np.float32))  # completes the step at 0.6 s
+    assert seen == [False, True, True]

@@ -178,7 +178,7 @@ class LiveSession:
         events = self._due_speakers()
         # One VAD step per vad_step_s of audio however the caller groups it (a server that
         # fell behind brings seconds in one call): where utterances begin and end, and so
-        # their text, do not depend on the load. Partials only at the last step of the call.
+        # their text, do not depend on the load. Partials only at the call's last step.
         step = max(1, int(self.options.vad_step_s * SAMPLE_RATE))
         done = 0
         while done < len(samples):
@@ -188,7 +188,7 @@ class LiveSession:
             done += take
             if self._since_vad >= step:
                 self._since_vad = 0
-                events += self._step(lag_s, partials=done == len(samples))
+                events += self._step(lag_s, partials=len(samples) - done < step)  # no step after it
         return events
 
     def commit(self, *, lag_s: float = 0.0) -> list[LiveEvent]:
